@@ -1,0 +1,34 @@
+# Everything sets itself up from nothing: `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch lies on the build machines' disk; an unpinned torch pulls a multi-GB
+# CUDA build, so it is installed first and the package's range (torch>=2.4) is then satisfied.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup test lint demo scifact clean
+
+$(BIN)/honed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(BIN)/honed
+
+setup: $(BIN)/honed
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/honed run examples/scifact-mini --out runs/demo --overwrite
+
+scifact: setup
+	HF_HUB_OFFLINE=1 $(BIN)/honed run ../shared/data/scifact --out runs/scifact
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

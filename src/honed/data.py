@@ -1,0 +1,528 @@
+"""Loading and validating BEIR datasets and training-pair files.
+
+A BEIR folder holds ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line), ``queries.jsonl``
+(``{"_id", "text"}``, all splits in one file) and ``qrels/<split>.tsv`` with the header
+``query-id<TAB>corpus-id<TAB>score``. A bad line raises a :class:`DataError` naming the file,
+the 1-based line, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+Qrels = dict[str, dict[str, int]]  # qid -> docid -> graded relevance score (may be 0)
+
+QRELS_HEADER = ("query-id", "corpus-id", "score")
+PAIR_EXTENSIONS = (".jsonl", ".json-lines", ".csv", ".tsv")
+_NEGATIVE_KEY = re.compile(r"negative_(\d+)")
+
+
+class DataError(ValueError):
+    """A bad input file.
+
+    ``str(err)`` is one line: ``'<path>:<line>: <what> (expected ..., got ...); fix: <how>'``.
+
+    Attributes:
+        path: the offending file, or None.
+        line: the 1-based line number, or None when the problem concerns the whole file.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        where = "" if path is None else f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(" ".join(f"{where}{message}".splitlines()))  # always one line
+
+
+def _error(path: Path, line: int | None, what: str, expected: str, got: str, fix: str) -> DataError:
+    return DataError(f"{what} (expected {expected}, got {got}); fix: {fix}", path, line)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A short one-line rendering of a bad value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bad_utf8(path: Path, raw: bytes, position: int, first_line: int = 1) -> DataError:
+    """Error for the bad byte ``raw[position]``, where ``raw`` starts at line ``first_line``."""
+    line_start = raw.rfind(b"\n", 0, position) + 1
+    line = first_line + raw.count(b"\n", 0, position)
+    return _error(path, line, "text is not valid UTF-8",
+                  "UTF-8 text", f"byte 0x{raw[position]:02x} at column {position - line_start + 1}",
+                  "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+
+
+@dataclass
+class _Issues:
+    """Where loaders send problems: raised at once (strict) or collected (check_dataset)."""
+
+    strict: bool
+    warnings: list[str] = field(default_factory=list)
+    problems: list[DataError] = field(default_factory=list)
+
+    def error(self, err: DataError) -> None:
+        if self.strict:
+            raise err
+        self.problems.append(err)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus entry."""
+
+    id: str
+    title: str
+    text: str
+
+    @property
+    def full_text(self) -> str:
+        """Title and text joined by one space; just the text when there is no title."""
+        return " ".join(part for part in (self.title.strip(), self.text.strip()) if part)
+
+
+@dataclass(frozen=True)
+class BeirData:
+    """A loaded BEIR dataset. Mappings are read-only; :meth:`split` returns a private copy.
+
+    Example:
+        >>> data = load_beir("data/scifact")  # doctest: +SKIP
+        >>> test = data.positives("test")  # doctest: +SKIP
+    """
+
+    path: Path
+    corpus: Mapping[str, Document]
+    queries: Mapping[str, str]
+    qrels: Mapping[str, Qrels]
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Wrap plain dicts so that a BeirData built by hand is as read-only as a loaded one.
+        for name in ("corpus", "queries", "qrels"):
+            if not isinstance(getattr(self, name), MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Names of the qrels splits, e.g. ``("test", "train")``."""
+        return tuple(self.qrels)
+
+    def split(self, name: str) -> Qrels:
+        """A deep copy of one split's qrels; ValueError listing the splits if it is unknown."""
+        if name not in self.qrels:
+            raise ValueError(f"unknown split {name!r} (expected one of {list(self.qrels)}); fix: "
+                             f"pick one of those or add {self.path / 'qrels' / (name + '.tsv')}")
+        return {qid: dict(docs) for qid, docs in self.qrels[name].items()}
+
+    def positives(self, split: str, min_score: int = 1) -> Qrels:
+        """Judgments with ``score >= min_score``; queries left with none are dropped."""
+        kept = {qid: {d: s for d, s in docs.items() if s >= min_score}
+                for qid, docs in self.split(split).items()}
+        return {qid: docs for qid, docs in kept.items() if docs}
+
+
+# --------------------------------------------------------------------------- BEIR files
+
+
+def _read_lines(path: Path, issues: _Issues) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text) of a UTF-8 file; a BOM and CRLF are accepted.
+
+    Decoded line by line so that a bad byte is reported with its line number.
+    """
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                issues.error(_bad_utf8(path, raw, exc.start, line_no))
+                continue
+            yield line_no, text.rstrip("\r\n")
+
+
+def _read_jsonl(path: Path, issues: _Issues) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line that is a JSON object."""
+    for line_no, text in _read_lines(path, issues):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            issues.error(_error(path, line_no, "malformed JSON", "one JSON object per line",
+                                f"{exc.msg} at column {exc.colno}", "repair or remove this line"))
+            continue
+        if isinstance(obj, dict):
+            yield line_no, obj
+        else:
+            issues.error(_error(path, line_no, "line is not a JSON object", "an object {...}",
+                                f"{type(obj).__name__} {_show(obj)}", "write one object per line"))
+
+
+def _get_id(path: Path, line: int, obj: dict[str, Any], issues: _Issues) -> str | None:
+    """The entry's "_id" as a string (ints are coerced); None after reporting an error."""
+    value = obj.get("_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    got = 'no "_id" key' if "_id" not in obj else f"{type(value).__name__} {_show(value)}"
+    issues.error(_error(path, line, 'bad "_id"', "a non-empty string", got,
+                        'give every line a unique string "_id"'))
+    return None
+
+
+def _get_text(path: Path, line: int, obj: dict[str, Any], key: str, issues: _Issues,
+              required: bool) -> str | None:
+    """A string field (an absent or null optional one is ""); None after reporting an error."""
+    value = obj.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        got = f"no {key!r} key" if key not in obj else f"{type(value).__name__} {_show(value)}"
+        issues.error(_error(path, line, f"bad {key!r}", "a string", got,
+                            f"set {key!r} to the text as a JSON string"))
+        return None
+    if required and not value.strip():
+        issues.error(_error(path, line, f"empty {key!r}", "non-empty text", _show(value),
+                            "fill in the text or remove this line"))
+        return None
+    return value
+
+
+def _read_entries(path: Path, issues: _Issues, keys: tuple[str, ...],
+                  noun: str) -> dict[str, list[str]]:
+    """id -> values of ``keys`` (the first is required) for each valid line, in file order."""
+    entries: dict[str, list[str]] = {}
+    first_line: dict[str, int] = {}
+    numeric = 0  # ids written as JSON ints; the first such line is in first_numeric
+    first_numeric = 0
+    for line_no, obj in _read_jsonl(path, issues):
+        entry_id = _get_id(path, line_no, obj, issues)
+        values = [_get_text(path, line_no, obj, key, issues, i == 0) for i, key in enumerate(keys)]
+        if entry_id is None or None in values:
+            continue
+        if entry_id in first_line:
+            issues.error(_error(path, line_no, f"duplicate _id {entry_id!r}", "unique ids",
+                                f"the same id on lines {first_line[entry_id]} and {line_no}",
+                                "remove one of the two lines or give it another id"))
+            continue
+        first_line[entry_id] = line_no
+        if not isinstance(obj["_id"], str):
+            numeric, first_numeric = numeric + 1, first_numeric or line_no
+        entries[entry_id] = [v for v in values if v is not None]
+    if numeric:
+        issues.warnings.append(f'{path}: {numeric} numeric "_id" value(s) read as '
+                               f"strings (first on line {first_numeric})")
+    if not entries:
+        raise _error(path, None, f"no {noun}", 'at least one valid line {"_id", "text"}', "none",
+                     "point to the folder of a complete BEIR dataset")
+    return entries
+
+
+def _parse_score(text: str) -> int | None:
+    """An integer score ("1.0" is accepted as 1); None when not integral."""
+    if "_" in text:  # int() and float() accept "1_0" as 10; no qrels file means that
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+    return int(value) if value.is_integer() else None
+
+
+def _qrels_row(path: Path, line: int, fields: list[str], ids: tuple[Mapping[str, Any], ...],
+               issues: _Issues) -> tuple[str, str, int] | None:
+    """One validated judgment (qid, docid, score); None after reporting an error."""
+    if len(fields) != 3:
+        spaced = len(fields) == 1 and len(fields[0].split()) == 3
+        fix = "separate the columns with tabs, not spaces" if spaced else "use 3 columns"
+        issues.error(_error(path, line, "wrong number of columns",
+                            "3 tab-separated columns query-id, corpus-id, score",
+                            f"{len(fields)} in {_show(chr(9).join(fields))}", fix))
+        return None
+    score = _parse_score(fields[2])
+    if score is None or score < 0:
+        issues.error(_error(path, line, "bad score", "a non-negative integer such as 0, 1 or 2",
+                            _show(fields[2]), "write the relevance grade as a whole number"))
+        return None
+    sources = ("queries.jsonl", "corpus.jsonl")
+    for value, known, name, source in zip(fields[:2], ids, QRELS_HEADER[:2], sources, strict=True):
+        if value not in known:
+            issues.error(_error(path, line, f"unknown {name}", f"an _id from {source}",
+                                _show(value), f"add it to {source} or remove this line"))
+            return None
+    return fields[0], fields[1], score
+
+
+def _is_header(path: Path, line: int, fields: list[str], issues: _Issues) -> bool | None:
+    """Whether the first line is the header; None (after an error) when it is neither."""
+    if len(fields) == 3 and _parse_score(fields[2]) is not None:
+        issues.warnings.append(f"{path}: no header line; line {line} was read as data")
+        return False
+    if tuple(f.lower().replace("_", "-") for f in fields) == QRELS_HEADER:
+        return True
+    issues.error(_error(path, line, "first line is neither the header nor a judgment",
+                        "the header 'query-id<TAB>corpus-id<TAB>score'",
+                        _show("\t".join(fields)), "make that header the first line"))
+    return None
+
+
+def _read_qrels(path: Path, ids: tuple[Mapping[str, Any], ...], issues: _Issues) -> Qrels:
+    """Read one qrels/<split>.tsv; ``ids`` are (queries, corpus) to check the ids against."""
+    qrels: Qrels = {}
+    first_line: dict[tuple[str, str], int] = {}
+    repeated: list[int] = []
+    lines = ((n, [f.strip() for f in t.split("\t")]) for n, t in _read_lines(path, issues)
+             if t.strip())
+    for index, (line_no, fields) in enumerate(lines):
+        if index == 0 and _is_header(path, line_no, fields, issues) is not False:
+            continue
+        row = _qrels_row(path, line_no, fields, ids, issues)
+        if row is None:
+            continue
+        qid, doc_id, score = row
+        previous = qrels.get(qid, {}).get(doc_id)
+        if previous is None:
+            qrels.setdefault(qid, {})[doc_id] = score
+            first_line[qid, doc_id] = line_no
+        elif previous == score:
+            repeated.append(line_no)
+        else:
+            issues.error(_error(path, line_no, f"conflicting scores for ({qid!r}, {doc_id!r})",
+                                "one score per (query-id, corpus-id)",
+                                f"{previous} on line {first_line[qid, doc_id]} and {score}",
+                                "keep only the correct line"))
+    if repeated:
+        issues.warnings.append(f"{path}: {len(repeated)} repeated judgment(s) ignored "
+                               f"(first on line {repeated[0]})")
+    return qrels
+
+
+def _warn_about_splits(qrels: Mapping[str, Qrels], issues: _Issues) -> None:
+    """Empty splits, queries without a positive, and train/eval query overlap (leakage)."""
+    for name, split in qrels.items():
+        missing = sum(1 for docs in split.values() if max(docs.values()) < 1)
+        shared = sorted(set(qrels.get("train", {})) & set(split)) if name != "train" else []
+        if not split:
+            issues.warnings.append(f"{name}: no judgments in qrels/{name}.tsv")
+        if missing:
+            verb = "query has" if missing == 1 else "queries have"
+            issues.warnings.append(f"{name}: {missing} {verb} no positive judgment; "
+                                   "they are excluded from metrics")
+        if shared:
+            issues.warnings.append(f"train/{name}: {len(shared)} query id(s) appear in both "
+                                   f"splits (leakage), e.g. {', '.join(map(repr, shared[:3]))}")
+
+
+def _locate(root: Path) -> tuple[Path, Path, list[Path]]:
+    """The corpus, queries and qrels files of a BEIR folder, or FileNotFoundError."""
+    expected = "expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
+    if not root.is_dir():
+        state = "is a file" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"{root}: dataset folder {state} ({expected}); "
+                                "fix: pass the folder of a BEIR dataset")
+    qrels = sorted((root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+    missing = [name for name in ("corpus.jsonl", "queries.jsonl") if not (root / name).is_file()]
+    if not qrels:
+        missing.append("qrels/*.tsv")
+    if missing:
+        nested = sorted(p.parent for p in root.glob("*/corpus.jsonl"))  # e.g. an unzipped archive
+        fix = f"pass {nested[0]} instead" if nested else "add the missing files"
+        raise FileNotFoundError(f"{root}: missing {', '.join(missing)} ({expected}); fix: {fix}")
+    return root / "corpus.jsonl", root / "queries.jsonl", qrels
+
+
+def _load(root: Path, issues: _Issues) -> BeirData:
+    """Load with ``issues`` deciding whether bad lines raise or are collected."""
+    corpus_path, queries_path, qrels_paths = _locate(root)
+    entries = _read_entries(corpus_path, issues, ("text", "title"), "documents")
+    corpus = {i: Document(i, title, text) for i, (text, title) in entries.items()}
+    if len(corpus) == 1:
+        issues.warnings.append(f"{corpus_path}: only one document, so retrieval is trivial")
+    entries = _read_entries(queries_path, issues, ("text",), "queries")
+    queries = {i: text for i, (text,) in entries.items()}
+    qrels = {p.stem: _read_qrels(p, (queries, corpus), issues) for p in qrels_paths}
+    _warn_about_splits(qrels, issues)
+    return BeirData(root, MappingProxyType(corpus), MappingProxyType(queries),
+                    MappingProxyType(qrels), tuple(issues.warnings))
+
+
+def load_beir(path: str | Path) -> BeirData:
+    """Load and validate a BEIR dataset folder.
+
+    Args:
+        path: folder with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
+
+    Returns:
+        A frozen :class:`BeirData`; legal but odd findings are in ``.warnings``.
+
+    Raises:
+        FileNotFoundError: the folder or a required file is missing.
+        DataError: the first bad line (file, line, expected/got and fix in the message).
+
+    Example:
+        >>> data = load_beir("data/scifact")  # doctest: +SKIP
+        >>> len(data.corpus), data.splits  # doctest: +SKIP
+        (5183, ('test', 'train'))
+    """
+    return _load(Path(path), _Issues(strict=True))
+
+
+def carve_dev(qrels: Qrels, fraction: float = 0.1, min_queries: int = 30,
+              seed: int = 42) -> tuple[Qrels, Qrels]:
+    """Split qrels by query into ``(train_rest, dev)``, for data without a dev split.
+
+    ``n_dev = max(min_queries, round(fraction * n_queries))``, capped so that at least one query
+    stays in train; only queries with a positive (score >= 1) can go to dev. The choice depends
+    only on the qids and ``seed`` (sorted, then shuffled), not on dict order.
+
+    Args:
+        qrels: judgments to split; not modified.
+        fraction: share of the queries for dev, in (0, 1).
+        min_queries: smallest dev size (before the caps), so small datasets get a usable dev set.
+        seed: seed of the shuffle.
+
+    Returns:
+        Two copies with disjoint query sets that together cover ``qrels``.
+
+    Raises:
+        ValueError: bad ``fraction``/``min_queries``, fewer than 2 queries, or no positives.
+
+    Example:
+        >>> train, dev = carve_dev({"q1": {"d1": 1}, "q2": {"d2": 1}}, min_queries=1)
+        >>> len(train), len(dev)
+        (1, 1)
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}; fix: use e.g. 0.1")
+    if min_queries < 1:
+        raise ValueError(f"min_queries must be >= 1, got {min_queries}; fix: use e.g. 30")
+    if len(qrels) < 2:
+        raise ValueError(f"cannot carve a dev split from {len(qrels)} query(ies) (expected at "
+                         "least 2); fix: provide a dev split or more training queries")
+    eligible = sorted(qid for qid, docs in qrels.items() if docs and max(docs.values()) >= 1)
+    if not eligible:
+        raise ValueError(f"none of the {len(qrels)} queries has a positive judgment (expected "
+                         "score >= 1 for some); fix: check the qrels scores")
+    n_dev = min(max(min_queries, round(fraction * len(qrels))), len(eligible), len(qrels) - 1)
+    random.Random(seed).shuffle(eligible)
+    dev_ids = set(eligible[:n_dev])
+    train = {qid: dict(docs) for qid, docs in qrels.items() if qid not in dev_ids}
+    return train, {qid: dict(qrels[qid]) for qid in sorted(dev_ids)}
+
+
+# --------------------------------------------------------------------------- training pairs
+
+
+@dataclass(frozen=True)
+class TrainPair:
+    """A (query, positive) training pair with optional hard negatives."""
+
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "negatives", tuple(self.negatives))
+
+
+def _missing_columns(path: Path, line: int, found: list[str]) -> DataError:
+    hint = "; rename 'anchor' to 'query'" if "anchor" in found else ""
+    return _error(path, line, "missing or repeated column",
+                  "one 'query' and one 'positive' (plus optional negative*)", f"{found}",
+                  f"name the columns query, positive{hint}")
+
+
+def _pair_text(path: Path, line: int, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _error(path, line, f"bad {key!r}", "non-empty text", _show(value),
+                     f"fill in {key!r} or remove this line")
+    return value
+
+
+def _json_pair(path: Path, line: int, obj: dict[str, Any]) -> TrainPair:
+    """A pair from "query", "positive" and "negative" / "negatives" / "negative_1", ..."""
+    if "query" not in obj or "positive" not in obj:
+        raise _missing_columns(path, line, list(obj))
+    many = obj.get("negatives", [])
+    if not isinstance(many, list):
+        raise _error(path, line, "bad 'negatives'", "a list of strings", _show(many),
+                     'write "negatives": ["...", ...]')
+    numbered = sorted((int(m[1]), key) for key in obj if (m := _NEGATIVE_KEY.fullmatch(key)))
+    values = ([obj["negative"]] if "negative" in obj else []) + many
+    negatives = [_pair_text(path, line, "negative", v)
+                 for v in values + [obj[key] for _, key in numbered]]
+    return TrainPair(_pair_text(path, line, "query", obj["query"]),
+                     _pair_text(path, line, "positive", obj["positive"]), tuple(negatives))
+
+
+def _csv_pairs(path: Path, delimiter: str) -> Iterator[TrainPair]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _bad_utf8(path, raw, exc.start) from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns = [c.strip().lower() for c in next(reader, [])]
+    if columns.count("query") != 1 or columns.count("positive") != 1:
+        raise _missing_columns(path, 1, columns)
+    query, positive = columns.index("query"), columns.index("positive")
+    negatives = [i for i, c in enumerate(columns) if c.startswith("negative")]
+    start = reader.line_num + 1
+    for row in reader:
+        line, start = start, reader.line_num + 1  # a quoted cell may span several lines
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            raise _error(path, line, "wrong number of cells", f"{len(columns)} as in the header",
+                         str(len(row)), "quote cells that contain the delimiter or a newline")
+        # An empty negative cell is an absent negative: rows may have different numbers of them.
+        yield TrainPair(_pair_text(path, line, "query", row[query]),
+                        _pair_text(path, line, "positive", row[positive]),
+                        tuple(row[i] for i in negatives if row[i].strip()))
+
+
+def load_pairs(path: str | Path) -> tuple[TrainPair, ...]:
+    """Load (query, positive, negatives) training pairs from JSONL, CSV or TSV.
+
+    JSONL lines are objects with "query", "positive" and optionally "negative" (a string),
+    "negatives" (a list) or "negative_1", "negative_2", ... CSV/TSV files start with a header
+    row naming ``query``, ``positive`` and optional ``negative*`` columns.
+
+    Raises:
+        ValueError: the extension is not one of :data:`PAIR_EXTENSIONS`.
+        FileNotFoundError: the file does not exist.
+        DataError: a bad line, a missing column, or no pairs at all.
+
+    Example:
+        >>> pairs = load_pairs("pairs.jsonl")  # doctest: +SKIP
+        >>> pairs[0].query, pairs[0].negatives  # doctest: +SKIP
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in PAIR_EXTENSIONS:
+        raise ValueError(f"{path}: unknown pair-file extension {suffix!r} (expected one of "
+                         f"{', '.join(PAIR_EXTENSIONS)}); fix: rename or convert the file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pair file not found; fix: check the path")
+    if suffix in (".csv", ".tsv"):
+        pairs = tuple(_csv_pairs(path, "," if suffix == ".csv" else "\t"))
+    else:
+        jsonl = _read_jsonl(path, _Issues(strict=True))
+        pairs = tuple(_json_pair(path, line, obj) for line, obj in jsonl)
+    if not pairs:
+        raise _error(path, None, "no training pairs", "at least one pair", "none",
+                     "add rows with a query and a positive")
+    return pairs

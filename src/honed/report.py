@@ -1,0 +1,209 @@
+"""Markdown, JSON and plots from a :class:`~honed.pipeline.RunResult`; nothing here computes metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from honed.pipeline import RunResult
+
+__all__ = ["metrics_table", "render_markdown", "write_model_card", "write_plots", "write_report"]
+
+COLUMNS = ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10", "recall@100", "map@100")
+HEADERS = ("nDCG@10", "MRR@10", "R@1", "R@5", "R@10", "R@100", "MAP@100")
+
+
+def _dims(metrics: Mapping[str, Any], split: str) -> list[str]:
+    return sorted(metrics["base"][split], key=int, reverse=True)
+
+
+def metrics_table(metrics: Mapping[str, Any], split: str) -> str:
+    """A markdown table of every system at every dim on ``split``; tuned rows show the change vs base."""
+    lines = ["| system | dim | " + " | ".join(HEADERS) + " |", "|---|---:|" + "---:|" * len(HEADERS)]
+    if "bm25" in metrics:
+        row = metrics["bm25"][split]["bm25"]
+        lines.append("| BM25 | - | " + " | ".join(f"{row[c]:.4f}" for c in COLUMNS) + " |")
+    for dim in _dims(metrics, split):
+        base = metrics["base"][split][dim]
+        lines.append(f"| base | {dim} | " + " | ".join(f"{base[c]:.4f}" for c in COLUMNS) + " |")
+    if "tuned" in metrics:
+        for dim in _dims(metrics, split):
+            base, tuned = metrics["base"][split][dim], metrics["tuned"][split][dim]
+            cells = [f"**{tuned[c]:.4f}** ({tuned[c] - base[c]:+.3f})" for c in COLUMNS]
+            lines.append(f"| tuned | {dim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mining_table(mining: Mapping[str, Any]) -> str:
+    rows = [
+        ("training pairs", mining["pairs"]),
+        ("training queries", mining["queries"]),
+        ("negatives per pair", mining["num_negatives"]),
+        ("candidates seen", mining["candidates_seen"]),
+        ("dropped: known positive", mining["dropped_known_positive"]),
+        ("dropped: same text as a positive", mining["dropped_duplicate_text"]),
+        ("dropped: above the positive-aware margin", mining["dropped_margin"]),
+        ("pairs filled from deeper in the ranking", mining["pairs_filled_from_deeper"]),
+        ("pairs kept with fewer than N negatives", mining["pairs_short"]),
+        ("pairs with no negative at all (not trained on)", mining["pairs_without_negatives"]),
+    ]
+    out = ["| | count |", "|---|---:|", *[f"| {k} | {v} |" for k, v in rows]]
+    pos, neg = mining["positive_score_quantiles"], mining["negative_score_quantiles"]
+    if pos and neg:
+        out += ["", "| score quantile | " + " | ".join(pos) + " |", "|---|" + "---:|" * len(pos)]
+        out.append("| positives | " + " | ".join(f"{v:.3f}" for v in pos.values()) + " |")
+        out.append("| kept negatives | " + " | ".join(f"{v:.3f}" for v in neg.values()) + " |")
+    return "\n".join(out)
+
+
+def _curve_table(training: Mapping[str, Any]) -> str:
+    curve = training["curve"]
+    keys = [k for k in curve[0] if k != "epoch"]
+    lines = ["| epoch | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
+    for point in curve:
+        mark = " (kept)" if point["epoch"] == training["best_epoch"] and point["epoch"] > 0 else ""
+        lines.append(f"| {point['epoch']:g}{mark} | " + " | ".join(f"{point.get(k, float('nan')):.4f}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(run: RunResult) -> str:
+    """The whole ``report.md``: verdict first, then tables, plots, mining, training, data, timings."""
+    data, training, timings = run.data, run.training, run.timings
+    sections = [
+        f"# honed run report: `{Path(data['path']).name}`",
+        "## Verdict\n\n" + "\n".join(f"- {s}" for s in run.verdict["sentences"]),
+        f"Recommendation: **{run.verdict['recommendation']} model**"
+        + (f" (`{run.run_dir}/model`)" if run.verdict["recommendation"] == "tuned" else f" (`{run.config['base_model']}`)"),
+        "## Test split (held out, used only here)\n\n" + metrics_table(run.metrics, "test"),
+        "## Dev split (carved from training data; model selection)\n\n" + metrics_table(run.metrics, "dev"),
+        "![nDCG@10 vs dimension](plots/ndcg_vs_dim.png)",
+        "## Training\n\n"
+        f"{training['rows']} rows, {training['steps']} steps, {training['seconds'] / 60:.1f} min "
+        f"({training['rows_per_second']:.2f} rows/s, {training['precision']}), Matryoshka dims "
+        f"{', '.join(map(str, training['dims']))}. Epoch 0 is the untuned model; the epoch with the best "
+        f"dev nDCG@10 is kept (epoch {training['best_epoch']:g}).\n\n" + _curve_table(training),
+        "![training curve](plots/training_curve.png)",
+        "## Hard-negative mining\n\n" + _mining_table(run.mining),
+        "## Data\n\n" + _data_section(data),
+        "## Time per stage\n\n| stage | seconds |\n|---|---:|\n"
+        + "\n".join(f"| {k} | {v:.1f} |" for k, v in timings.items())
+        + f"\n| **total** | {sum(timings.values()):.1f} |\n\n"
+        f"Texts encoded: {run.encode_stats['encoded']} of {run.encode_stats['requested']} requested "
+        "(the rest came from the embedding cache: each text is encoded once per model).",
+        "## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in run.environment.items()),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _data_section(data: Mapping[str, Any]) -> str:
+    lines = [f"{data['documents']} documents, {data['queries']} queries.", "",
+             "| split | queries | positive pairs | queries without positive |", "|---|---:|---:|---:|"]
+    for name, s in data["splits"].items():
+        lines.append(f"| {name} | {s['queries']} | {s['pairs']} | {s['queries_without_positive']} |")
+    if data["train_queries_dropped_as_leaked"]:
+        lines.append(f"\n{len(data['train_queries_dropped_as_leaked'])} training queries were also test queries "
+                     "and were dropped from training.")
+    lines += [f"- warning: {w}" for w in data["warnings"]]
+    return "\n".join(lines)
+
+
+def write_plots(run: RunResult, folder: Path) -> list[Path]:
+    """``ndcg_vs_dim.png`` and ``training_curve.png``; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, style in (("test", "-"), ("dev", ":")):
+        dims = [int(d) for d in _dims(run.metrics, split)][::-1]
+        for system in ("base", "tuned"):
+            if system in run.metrics:
+                ys = [run.metrics[system][split][str(d)]["ndcg@10"] for d in dims]
+                ax.plot(dims, ys, style, marker="o", label=f"{system} ({split})")
+        if "bm25" in run.metrics:
+            ax.axhline(run.metrics["bm25"][split]["bm25"]["ndcg@10"], linestyle=style, color="grey",
+                       label=f"BM25 ({split})")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.set_xlabel("embedding dimension (Matryoshka prefix)")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title("Retrieval quality vs dimension")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    written.append(folder / "ndcg_vs_dim.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+    written.append(_training_plot(run.training, folder / "training_curve.png"))
+    return written
+
+
+def _training_plot(training: Mapping[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curve = training["curve"]
+    for key in [k for k in curve[0] if k.startswith("dev_ndcg@10")]:
+        ax.plot([c["epoch"] for c in curve], [c.get(key) for c in curve], marker="o", label=key)
+    ax.set_xlabel("epoch (0 = untuned)")
+    ax.set_ylabel("dev nDCG@10")
+    ax.grid(alpha=0.3)
+    losses = training["loss_curve"]
+    if losses:
+        twin = ax.twinx()
+        twin.plot([p["epoch"] for p in losses], [p["loss"] for p in losses], color="grey", alpha=0.5, label="train loss")
+        twin.set_ylabel("train loss")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Training curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_model_card(run: RunResult, model_dir: Path) -> Path:
+    """``model/README.md``: base model, data, settings and results, readable without honed."""
+    full = max(int(d) for d in run.metrics["tuned"]["test"])
+    test = run.metrics["tuned"]["test"]
+    card = [
+        "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+        "tags: [sentence-transformers, retrieval, matryoshka, honed]", "---", "",
+        f"# Fine-tuned retrieval model for `{Path(run.data['path']).name}`", "",
+        f"Fine-tuned from `{run.config['base_model']}` with honed {run.environment['honed']}.", "",
+        "```python\nfrom sentence_transformers import SentenceTransformer\n"
+        f"model = SentenceTransformer(\"path/to/model\", truncate_dim={full})  # or 256, 128, 64\n```", "",
+        "## Data", "",
+        f"{run.data['documents']} documents; training pairs {run.data['splits']['train']['pairs']}, "
+        f"dev queries {run.data['splits']['dev']['queries']}, test queries {run.data['splits']['test']['queries']}.", "",
+        "## Training", "",
+        f"Loss {run.training['config']['loss']} in MatryoshkaLoss (dims {', '.join(map(str, run.training['dims']))}), "
+        f"{run.mining['num_negatives']} mined hard negatives per pair, batch {run.training['config']['batch_size']}, "
+        f"lr {run.training['config']['learning_rate']}, epochs {run.training['config']['epochs']} "
+        f"(kept epoch {run.training['best_epoch']:g} by dev nDCG@10), seed {run.config['seed']}.", "",
+        "## Results (held-out test split)", "",
+        "| dim | nDCG@10 | Recall@10 | base nDCG@10 |", "|---:|---:|---:|---:|",
+        *[f"| {d} | {test[d]['ndcg@10']:.4f} | {test[d]['recall@10']:.4f} | "
+          f"{run.metrics['base']['test'][d]['ndcg@10']:.4f} |" for d in sorted(test, key=int, reverse=True)],
+    ]
+    if "bm25" in run.metrics:
+        card += ["", f"BM25 on the same split: nDCG@10 {run.metrics['bm25']['test']['bm25']['ndcg@10']:.4f}."]
+    path = model_dir / "README.md"
+    path.write_text("\n".join(card) + "\n", encoding="utf-8")
+    return path
+
+
+def write_report(run: RunResult, out: Path, plots: Sequence[str] | None = None) -> Path:
+    """Write ``report.md``, ``plots/*.png`` and the model card; returns the report path."""
+    write_plots(run, out / "plots")
+    if (out / "model").is_dir() and "tuned" in run.metrics:
+        write_model_card(run, out / "model")
+    path = out / "report.md"
+    tmp = path.with_name("report.md.tmp")
+    tmp.write_text(render_markdown(run), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,334 @@
+"""Loss and trainer construction; the loop itself is sentence-transformers' ``SentenceTransformerTrainer``.
+
+honed adds three things the stock recipe lacks:
+
+* bf16 autocast around the *whole* training step. The trainer's own ``bf16=True`` autocasts the
+  forward only, but cached losses (CachedMultipleNegativesRankingLoss) redo the forward with
+  gradients inside ``backward()``, i.e. in fp32. Wrapping the step covers both.
+* attention dropout off by default. PyTorch's fused CPU attention kernel cannot apply dropout, so
+  with the BERT default (0.1) every training forward falls back to the slow "math" attention;
+  measured on all-MiniLM-L6-v2 at 256 tokens, attention was 60% of the step. Hidden-layer
+  dropout stays on. Together with bf16 the step is ~4x faster on this project's CPUs.
+* a dev evaluator that scores full-corpus retrieval at every Matryoshka dim with honed's metrics
+  and shares its corpus encoding with the final evaluation through the embedding cache.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from sentence_transformers.evaluation import SentenceEvaluator
+
+from honed.encode import (
+    EmbeddingCache,
+    Precision,
+    autocast,
+    embedding_dim,
+    model_fingerprint,
+    resolve_precision,
+)
+from honed.evaluate import evaluate
+from honed.mine import MinedRow
+from honed.retrieve import search, truncate
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+__all__ = [
+    "DevEvaluator",
+    "LossName",
+    "TrainConfig",
+    "TrainResult",
+    "build_dataset",
+    "build_loss",
+    "matryoshka_dims",
+    "train_model",
+]
+
+
+class LossName(str, Enum):
+    """Training objectives offered by ``honed train --loss``."""
+
+    MNRL = "mnrl"  # MultipleNegativesRankingLoss: InfoNCE over hard + in-batch negatives
+    CACHED_MNRL = "cached_mnrl"  # same loss, gradient caching: large batch at fixed memory
+    GIST = "gist"  # GISTEmbedLoss: the base model guides which in-batch negatives to trust
+    TRIPLET = "triplet"  # TripletLoss on (query, positive, one negative) rows
+
+
+def matryoshka_dims(full: int, smallest: int = 64) -> tuple[int, ...]:
+    """Default Matryoshka dims: the full width, then powers of two below it down to ``smallest``.
+
+    >>> matryoshka_dims(384)
+    (384, 256, 128, 64)
+    """
+    dims = [full]
+    power = 1 << (full - 1).bit_length()  # smallest power of two >= full
+    while power // 2 >= smallest:
+        power //= 2
+        if power < full:
+            dims.append(power)
+    return tuple(dims)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the fine-tuning stage (validated on construction)."""
+
+    loss: LossName = LossName.CACHED_MNRL
+    epochs: int = 3
+    batch_size: int = 64
+    mini_batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    scale: float = 20.0
+    matryoshka: bool = True
+    dims: tuple[int, ...] | None = None  # None: matryoshka_dims(model width)
+    max_seq_length: int | None = None  # None: the model's own
+    attention_dropout: float | None = 0.0  # None: keep the model's; see module docstring
+    precision: Precision = Precision.AUTO
+    triplet_margin: float = 5.0
+    gist_temperature: float = 0.01
+    logging_steps: int = 5
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loss", LossName(self.loss))
+        object.__setattr__(self, "precision", Precision(self.precision))
+        if self.dims is not None:
+            object.__setattr__(self, "dims", tuple(sorted(set(self.dims), reverse=True)))
+        for name in ("epochs", "batch_size", "mini_batch_size", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if not 0.0 < self.learning_rate < 1.0:
+            raise ValueError(f"learning_rate: expected a value in (0, 1), got {self.learning_rate}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio: expected a value in [0, 1), got {self.warmup_ratio}")
+        if self.dims is not None and (not self.dims or min(self.dims) < 1):
+            raise ValueError(f"dims: expected positive integers, got {self.dims}")
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(
+                f"attention_dropout: expected a value in [0, 1) or None, got {self.attention_dropout}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}
+
+
+def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
+    """Training rows as a ``datasets.Dataset``: columns anchor, positive, negative_1..N.
+
+    Rows with fewer negatives than the longest row repeat theirs cyclically (a repeated negative
+    only re-weights that logit; it is never a false negative). TripletLoss takes one negative per
+    row, so each (query, positive, negative) becomes its own row.
+    """
+    from datasets import Dataset
+
+    if not rows:
+        raise ValueError("rows: expected at least one mined row, got none; fix: check the training split")
+    if loss is LossName.TRIPLET:
+        triples = [(r.query, r.positive, n) for r in rows for n in r.negatives]
+        return Dataset.from_dict(
+            {
+                "anchor": [t[0] for t in triples],
+                "positive": [t[1] for t in triples],
+                "negative": [t[2] for t in triples],
+            }
+        )
+    width = max(len(r.negatives) for r in rows)
+    columns: dict[str, list[str]] = {"anchor": [r.query for r in rows], "positive": [r.positive for r in rows]}
+    for j in range(width):
+        columns[f"negative_{j + 1}"] = [r.negatives[j % len(r.negatives)] for r in rows]
+    return Dataset.from_dict(columns)
+
+
+def build_loss(
+    model: SentenceTransformer, config: TrainConfig, guide: SentenceTransformer | None = None
+) -> Any:
+    """The configured loss, wrapped in MatryoshkaLoss when ``config.matryoshka``."""
+    from sentence_transformers import losses
+
+    if config.loss is LossName.MNRL:
+        inner = losses.MultipleNegativesRankingLoss(model, scale=config.scale)
+    elif config.loss is LossName.CACHED_MNRL:
+        inner = losses.CachedMultipleNegativesRankingLoss(
+            model, scale=config.scale, mini_batch_size=config.mini_batch_size
+        )
+    elif config.loss is LossName.GIST:
+        if guide is None:
+            raise ValueError("loss 'gist' needs a guide model; fix: pass the base model as guide")
+        inner = losses.GISTEmbedLoss(model, guide, temperature=config.gist_temperature)
+    else:
+        inner = losses.TripletLoss(model, triplet_margin=config.triplet_margin)
+    if not config.matryoshka:
+        return inner
+    dims = config.dims or matryoshka_dims(embedding_dim(model))
+    return losses.MatryoshkaLoss(model, inner, matryoshka_dims=list(dims))
+
+
+def set_attention_dropout(model: SentenceTransformer, p: float) -> int:
+    """Set the dropout of every self-attention block to ``p``; returns how many were changed."""
+    changed = 0
+    for module in model.modules():
+        dropout = getattr(module, "dropout", None)
+        if type(module).__name__.endswith("SelfAttention") and hasattr(dropout, "p"):
+            dropout.p = p
+            changed += 1
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    if changed and config is not None and hasattr(config, "attention_probs_dropout_prob"):
+        config.attention_probs_dropout_prob = p  # so the saved config says what was trained
+    return changed
+
+
+class DevEvaluator(SentenceEvaluator):  # type: ignore[misc]
+    """Full-corpus retrieval on the dev split at every dim; primary metric ``dev_ndcg@10`` at full dim.
+
+    The corpus goes through the shared :class:`EmbeddingCache`, keyed by the weights' fingerprint, so
+    the final test evaluation of the kept epoch finds its corpus encoding already there.
+    """
+
+    def __init__(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                 doc_ids: Sequence[str], doc_texts: Sequence[str], dims: Sequence[int],
+                 cache: EmbeddingCache) -> None:
+        super().__init__()
+        self.queries, self.qrels, self.dims, self.cache = queries, qrels, tuple(dims), cache
+        self.doc_ids, self.doc_texts = doc_ids, doc_texts
+        self.primary_metric = "dev_ndcg@10"
+        self.history: list[dict[str, float]] = []
+
+    def __call__(self, model: SentenceTransformer, output_path: str | None = None,
+                 epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        metrics = dev_metrics(model, self.queries, self.qrels, self.doc_ids, self.doc_texts,
+                              self.dims, self.cache)
+        self.history.append({"epoch": float(epoch), "step": float(steps), **metrics})
+        return metrics
+
+
+def dev_metrics(model: SentenceTransformer, queries: Mapping[str, str], qrels: Mapping[str, Any],
+                doc_ids: Sequence[str], doc_texts: Sequence[str], dims: Sequence[int],
+                cache: EmbeddingCache) -> dict[str, float]:
+    """nDCG@10 (and Recall@10) on ``qrels`` at every dim, corpus encoded through ``cache``."""
+    fingerprint = model_fingerprint(model)  # weights change during training: no memo
+    qids = sorted(qrels)
+    doc_emb = cache.encode(model, doc_texts, fingerprint=fingerprint)  # (n_docs, dim)
+    query_emb = cache.encode(model, [queries[q] for q in qids], fingerprint=fingerprint)
+    metrics: dict[str, float] = {}
+    for dim in dims:
+        run = search(truncate(query_emb, dim), truncate(doc_emb, dim), qids, doc_ids, k=10)
+        scores = evaluate(dict(qrels), run, ["ndcg@10", "recall@10"])
+        suffix = "" if dim == max(dims) else f"@{dim}d"
+        metrics[f"dev_ndcg@10{suffix}"] = scores["ndcg@10"]
+        metrics[f"dev_recall@10{suffix}"] = scores["recall@10"]
+    model.train()
+    return metrics
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What training did: per-epoch dev scores, the kept epoch, and its cost."""
+
+    curve: tuple[dict[str, float], ...]  # one entry per dev evaluation
+    loss_curve: tuple[dict[str, float], ...]  # (epoch, step, loss) every logging_steps
+    best_epoch: float
+    best_dev_ndcg10: float
+    rows: int
+    steps: int
+    seconds: float
+    rows_per_second: float
+    precision: str
+    dims: tuple[int, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class HonedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
+    """The stock trainer, with the whole step (forward and cached re-forward) under autocast."""
+
+    def __init__(self, *args: Any, precision: Precision = Precision.FP32, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.honed_precision = precision
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        with autocast(str(self.model.device), self.honed_precision):
+            return super().training_step(*args, **kwargs)
+
+
+def train_model(
+    model: SentenceTransformer,
+    rows: Sequence[MinedRow],
+    config: TrainConfig,
+    output_dir: str | Path,
+    evaluator: Any | None = None,
+    guide: SentenceTransformer | None = None,
+    show_progress_bar: bool = True,
+) -> TrainResult:
+    """Fine-tune ``model`` in place on ``rows``; keeps the epoch with the best dev nDCG@10.
+
+    Checkpoints go to ``output_dir`` (one per epoch, so a killed run can resume) and are removed
+    once the best one is loaded.
+    """
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    device = str(model.device)
+    precision = resolve_precision(config.precision, device)
+    if config.attention_dropout is not None:
+        set_attention_dropout(model, config.attention_dropout)
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length
+    dataset = build_dataset(rows, config.loss)
+    loss = build_loss(model, config, guide)
+    dims = config.dims or matryoshka_dims(embedding_dim(model))
+    has_eval = evaluator is not None
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=math.ceil(config.warmup_ratio * config.epochs * math.ceil(len(dataset) / config.batch_size)),
+        weight_decay=config.weight_decay,
+        batch_sampler="no_duplicates",  # a duplicate text in a batch would be a false in-batch negative
+        eval_strategy="epoch" if has_eval else "no",
+        save_strategy="epoch",
+        save_total_limit=2 if has_eval else 1,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_dev_ndcg@10" if has_eval else None,
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not show_progress_bar,
+        use_cpu=device == "cpu",
+        dataloader_drop_last=False,
+    )
+    trainer = HonedTrainer(
+        model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator, precision=precision
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    history = trainer.state.log_history
+    curve = tuple(
+        {"epoch": float(h["epoch"]), **{k[5:]: float(v) for k, v in h.items() if k.startswith("eval_dev_")}}
+        for h in history if "eval_dev_ndcg@10" in h
+    )
+    losses_ = tuple(
+        {"epoch": float(h["epoch"]), "step": float(h["step"]), "loss": float(h["loss"])}
+        for h in history if "loss" in h
+    )
+    best = max(curve, key=lambda c: c["dev_ndcg@10"]) if curve else {"epoch": float(config.epochs), "dev_ndcg@10": float("nan")}
+    shutil.rmtree(output_dir, ignore_errors=True)
+    model.eval()
+    return TrainResult(
+        curve=curve, loss_curve=losses_, best_epoch=best["epoch"], best_dev_ndcg10=best["dev_ndcg@10"],
+        rows=len(dataset), steps=trainer.state.global_step, seconds=seconds,
+        rows_per_second=len(dataset) * config.epochs / seconds, precision=precision.value,
+        dims=tuple(dims), config=config.to_dict(),
+    )
