@@ -1,4 +1,4 @@
-"""Tests for honed.data (BEIR and pair-file loading, carve_dev) and honed.check."""
+"""Tests for honed.data (BEIR loading, carve_dev) and honed.check."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from honed.data import (
     BeirData,
     DataError,
     Document,
-    TrainPair,
     carve_dev,
     load_beir,
-    load_pairs,
 )
 
 SCIFACT = Path("/work/shared/data/scifact")
@@ -96,6 +94,8 @@ def test_full_text() -> None:
     assert Document("a", "", "Body text.").full_text == "Body text."
     assert Document("a", "  ", "Body").full_text == "Body"
     assert Document("a", "Title ", " Body").full_text == "Title Body"
+    assert Document("a", "Title", "").full_text == "Title"
+    assert Document("a", " Title", " \n ").full_text == "Title"
 
 
 def test_mappings_are_read_only(tmp_path: Path) -> None:
@@ -264,9 +264,14 @@ def test_nested_dataset_folder_is_suggested(tmp_path: Path) -> None:
                                         r"no 'text' key\); fix: set 'text'"),
         ('{"_id": "d5", "text": 3}', r"bad 'text' \(expected a string, got int 3\)"),
         ('{"_id": "d5", "text": null}', r"bad 'text' \(expected a string, got NoneType None\)"),
-        ('{"_id": "d5", "text": ""}', r"corpus\.jsonl:5: empty 'text' \(expected non-empty text, "
-                                      r"got ''\); fix: fill in the text or remove this line"),
+        ('{"_id": "d5", "text": ""}', r"corpus\.jsonl:5: empty 'text' \(expected non-empty text "
+                                      r"or a non-empty 'title', got ''\); fix: fill in the text "
+                                      r"or remove this line"),
         ('{"_id": "d5", "text": " \\t "}', r"empty 'text' .*got ' \\t '"),
+        ('{"_id": "d5", "title": "", "text": ""}', r"corpus\.jsonl:5: empty 'text' \(expected "
+                                                   r"non-empty text or a non-empty 'title'"),
+        ('{"_id": "d5", "title": " ", "text": " "}', r"empty 'text' .*got ' '"),
+        ('{"_id": "d5", "title": null, "text": ""}', r"empty 'text' .*got ''"),
         ('{"_id": "d5", "title": 7, "text": "x"}', r"corpus\.jsonl:5: bad 'title' \(expected a "
                                                    r"string, got int 7\)"),
         ('{"_id": "d1", "text": "again"}', r"corpus\.jsonl:5: duplicate _id 'd1' \(expected "
@@ -299,6 +304,41 @@ def test_bad_query_lines(tmp_path: Path, line: str, pattern: str) -> None:
 def test_empty_title_and_null_title_are_fine(tmp_path: Path) -> None:
     root = write_beir(tmp_path, corpus=corpus_with('{"_id": "d5", "title": null, "text": "x"}'))
     assert load_beir(root).corpus["d5"] == Document("d5", "", "x")
+
+
+def test_title_only_documents_are_indexed_by_title_with_one_warning(tmp_path: Path) -> None:
+    root = write_beir(tmp_path, corpus=corpus_with(
+        '{"_id": "d5", "title": "Sleep and memory", "text": ""}',
+        '{"_id": "d6", "title": "Coffee", "text": " \\n "}',
+        '{"_id": "d7", "title": "Tea", "text": ""}'))
+    data = load_beir(root)
+    assert data.corpus["d5"] == Document("d5", "Sleep and memory", "")
+    assert [data.corpus[d].full_text for d in ("d5", "d6", "d7")] == [
+        "Sleep and memory", "Coffee", "Tea"]
+    assert data.warnings == (f"{root / 'corpus.jsonl'}: 3 documents have a title but no text; "
+                             "they are indexed by title alone",)
+    report = check_dataset(root)
+    assert report.ok and report.warnings == data.warnings
+
+
+def test_one_title_only_document_warns_in_the_singular(tmp_path: Path) -> None:
+    root = write_beir(tmp_path, corpus=corpus_with('{"_id": "d5", "title": "T", "text": ""}'))
+    [warning] = load_beir(root).warnings
+    assert re.fullmatch(r".*corpus\.jsonl: 1 document has a title but no text; it is indexed by "
+                        r"title alone", warning)
+
+
+def test_query_with_a_title_but_no_text_is_still_an_error(tmp_path: Path) -> None:
+    queries = jsonl(QUERIES) + '{"_id": "q4", "title": "T", "text": ""}\n'
+    with pytest.raises(DataError, match=r"queries\.jsonl:4: empty 'text' \(expected non-empty "
+                                        r"text, got ''\)"):
+        load_beir(write_beir(tmp_path, queries=queries))
+
+
+def test_check_dataset_reports_bad_id_and_blank_text_of_one_line(tmp_path: Path) -> None:
+    report = check_dataset(write_beir(tmp_path, corpus=corpus_with('{"text": ""}')))
+    assert [p.split(": ", 1)[1].split(" (")[0] for p in report.problems] == [
+        'bad "_id"', "empty 'text'"]
 
 
 def test_numeric_ids_become_strings_with_a_warning(tmp_path: Path) -> None:
@@ -487,132 +527,6 @@ def test_carve_dev_errors(qrels: dict[str, dict[str, int]], kwargs: dict[str, An
                           pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         carve_dev(qrels, **kwargs)
-
-
-# --------------------------------------------------------------------------- training pairs
-
-
-def test_pairs_jsonl_negative_styles(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.jsonl"
-    rows = [
-        {"query": "q a", "positive": "p a"},
-        {"query": "q b", "positive": "p b", "negative": "n1"},
-        {"query": "q c", "positive": "p c", "negatives": ["n1", "n2"], "extra": 1},
-        {"query": "q d", "positive": "p d", "negative_10": "n10", "negative_2": "n2",
-         "negative_1": "n1"},
-    ]
-    path.write_text(jsonl(rows[:2]) + "\n" + jsonl(rows[2:]), "utf-8")  # with a blank line
-    assert load_pairs(path) == (
-        TrainPair("q a", "p a"),
-        TrainPair("q b", "p b", ("n1",)),
-        TrainPair("q c", "p c", ("n1", "n2")),
-        TrainPair("q d", "p d", ("n1", "n2", "n10")),
-    )
-
-
-def test_pairs_json_lines_extension(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.JSON-LINES"
-    path.write_text(jsonl([{"query": "q", "positive": "p"}]), "utf-8")
-    assert load_pairs(str(path)) == (TrainPair("q", "p"),)
-
-
-def test_pairs_csv_with_quotes_newlines_and_negatives(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.csv"
-    text = ('\ufeffQuery,positive,negative_1,negative_2\n'
-            'plain q,plain p,n1,n2\n'
-            '"q, with comma","p with ""quotes""\nand a newline",,n2\n'
-            'q3,p3,,\n')
-    path.write_text(text, "utf-8")
-    assert load_pairs(path) == (
-        TrainPair("plain q", "plain p", ("n1", "n2")),
-        TrainPair("q, with comma", 'p with "quotes"\nand a newline', ("n2",)),
-        TrainPair("q3", "p3"),
-    )
-
-
-def test_pairs_tsv(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.tsv"
-    path.write_text("query\tpositive\tnegative\r\nq, 1\tp\tn\r\n\r\n", "utf-8")
-    assert load_pairs(path) == (TrainPair("q, 1", "p", ("n",)),)
-
-
-def test_train_pair_coerces_negatives_to_tuple() -> None:
-    pair = TrainPair("q", "p", ["n"])  # type: ignore[arg-type]
-    assert pair.negatives == ("n",) and hash(pair)
-
-
-@pytest.mark.parametrize(
-    ("row", "pattern"),
-    [
-        ({"positive": "p", "text": "t"}, r"pairs\.jsonl:2: missing or repeated column \(expected "
-                                         r"one 'query' and one 'positive' \(plus optional "
-                                         r"negative\*\), got \['positive', 'text'\]\)"),
-        ({"anchor": "q", "positive": "p"}, r"fix: name the columns query, positive; rename "
-                                           r"'anchor' to 'query'"),
-        ({"query": "", "positive": "p"}, r"pairs\.jsonl:2: bad 'query' \(expected non-empty text, "
-                                         r"got ''\); fix: fill in 'query' or remove this line"),
-        ({"query": "q", "positive": "  "}, r"pairs\.jsonl:2: bad 'positive' .*got '  '"),
-        ({"query": "q", "positive": 3}, r"bad 'positive' .*got 3"),
-        ({"query": "q", "positive": "p", "negatives": "n"}, r"pairs\.jsonl:2: bad 'negatives' "
-                                                             r"\(expected a list of strings"),
-        ({"query": "q", "positive": "p", "negatives": ["n", ""]}, r"pairs\.jsonl:2: bad "
-                                                                   r"'negative'"),
-        ({"query": "q", "positive": "p", "negative": None}, r"bad 'negative' .*got None"),
-        (["q", "p"], r"pairs\.jsonl:2: line is not a JSON object"),
-    ],
-)
-def test_bad_jsonl_pairs(tmp_path: Path, row: Any, pattern: str) -> None:
-    path = tmp_path / "pairs.jsonl"
-    path.write_text(jsonl([{"query": "q", "positive": "p"}, row]), "utf-8")
-    with pytest.raises(DataError, match=pattern):
-        load_pairs(path)
-
-
-@pytest.mark.parametrize(
-    ("text", "pattern"),
-    [
-        ("question,answer\nq,p\n", r"pairs\.csv:1: missing or repeated column .*got "
-                                   r"\['question', 'answer'\]\); fix: name the columns"),
-        ("query,query,positive\nq,q,p\n", r"pairs\.csv:1: missing or repeated column"),
-        ("", r"pairs\.csv:1: missing or repeated column .*got \[\]"),
-        ('query,positive\nq,p\n"multi\nline",p\n,p\n', r"pairs\.csv:5: bad 'query' \(expected "
-                                                        r"non-empty text, got ''\)"),
-        ("query,positive\nq,p\nq,p,extra\n", r"pairs\.csv:3: wrong number of cells \(expected 2 "
-                                             r"as in the header, got 3\); fix: quote cells"),
-        ("query,positive\n", r"pairs\.csv: no training pairs \(expected at least one pair"),
-    ],
-)
-def test_bad_csv_pairs(tmp_path: Path, text: str, pattern: str) -> None:
-    path = tmp_path / "pairs.csv"
-    path.write_text(text, "utf-8")
-    with pytest.raises(DataError, match=pattern):
-        load_pairs(path)
-
-
-def test_non_utf8_csv_pairs(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.csv"
-    path.write_bytes(b"query,positive\nq,p\nq,caf\xe9\n")
-    with pytest.raises(DataError, match=r"pairs\.csv:3: text is not valid UTF-8 \(expected UTF-8 "
-                                        r"text, got byte 0xe9 at column 6\)"):
-        load_pairs(path)
-
-
-def test_empty_jsonl_pairs(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("\n\n", "utf-8")
-    with pytest.raises(DataError, match=r"pairs\.jsonl: no training pairs"):
-        load_pairs(path)
-
-
-def test_pairs_unknown_extension(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown pair-file extension '\.parquet' \(expected one "
-                                         r"of \.jsonl, \.json-lines, \.csv, \.tsv\)"):
-        load_pairs(tmp_path / "pairs.parquet")
-
-
-def test_pairs_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"pairs\.jsonl: pair file not found"):
-        load_pairs(tmp_path / "pairs.jsonl")
 
 
 # --------------------------------------------------------------------------- check_dataset

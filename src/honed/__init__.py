@@ -10,8 +10,9 @@ __version__ = "0.1.0"
 # Public names -> the module that defines them. Loaded on first use so that `import honed` (and
 # `honed --help`) does not import torch.
 _EXPORTS = {
-    "load_beir": "honed.data", "load_pairs": "honed.data", "carve_dev": "honed.data",
-    "check_dataset": "honed.check", "BeirData": "honed.data", "DataError": "honed.data",
+    "load_beir": "honed.data", "carve_dev": "honed.data", "BeirData": "honed.data",
+    "DataError": "honed.data", "check_dataset": "honed.check",
+    "load_pairs": "honed.pairs", "TrainPair": "honed.pairs",
     "evaluate": "honed.evaluate", "per_query": "honed.evaluate",
     "search": "honed.retrieve", "truncate": "honed.retrieve", "BM25Retriever": "honed.retrieve",
     "EmbeddingCache": "honed.encode", "load_model": "honed.encode",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from honed.data import load_beir, load_pairs
+from honed.data import load_beir
 from honed.encode import EmbeddingCache, Precision, embedding_dim, load_model, resolve_model_name
 from honed.mine import (
     MinedRow,
@@ -18,6 +18,7 @@ from honed.mine import (
     read_mined,
     write_mined,
 )
+from honed.pairs import load_pairs
 from honed.pipeline import RunResult, SplitMetrics, bm25_metrics, dense_metrics, write_json
 from honed.train import TrainConfig, TrainResult, matryoshka_dims, train_model
 
@@ -25,8 +26,13 @@ __all__ = ["evaluate_model", "mine", "rerender_report", "train"]
 
 
 def evaluate_model(
-    model: str, data: str | Path, split: str = "test", dims: Sequence[int] | None = None,
-    bm25: bool = False, device: str = "auto", precision: Precision | str = Precision.AUTO,
+    model: str,
+    data: str | Path,
+    split: str = "test",
+    dims: Sequence[int] | None = None,
+    bm25: bool = False,
+    device: str = "auto",
+    precision: Precision | str = Precision.AUTO,
     trust_remote_code: bool = False,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics of ``model`` (and BM25) on one split: system -> dim -> metric -> value.
@@ -45,7 +51,9 @@ def evaluate_model(
     doc_emb = cache.encode(st_model, doc_texts, show_progress_bar=True)
     qids = sorted(qrels)
     q_emb = dict(zip(qids, cache.encode(st_model, [beir.queries[q] for q in qids])))
-    out: dict[str, SplitMetrics] = {"dense": dense_metrics(q_emb, doc_emb, doc_ids, {split: qrels}, dims)}
+    out: dict[str, SplitMetrics] = {
+        "dense": dense_metrics(q_emb, doc_emb, doc_ids, {split: qrels}, dims)
+    }
     if bm25:
         out["bm25"] = bm25_metrics(beir, doc_ids, doc_texts, {split: qrels})
     return {system: values[split] for system, values in out.items()}
@@ -53,13 +61,20 @@ def evaluate_model(
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists; fix: pass --overwrite to replace it, or choose another --out")
+        raise FileExistsError(
+            f"{path}: exists; fix: pass --overwrite to replace it, or choose another --out"
+        )
 
 
 def mine(
-    data: str | Path, out: str | Path, base_model: str = "all-MiniLM-L6-v2", split: str = "train",
-    config: MiningConfig | None = None, device: str = "auto",
-    precision: Precision | str = Precision.AUTO, overwrite: bool = False,
+    data: str | Path,
+    out: str | Path,
+    base_model: str = "all-MiniLM-L6-v2",
+    split: str = "train",
+    config: MiningConfig | None = None,
+    device: str = "auto",
+    precision: Precision | str = Precision.AUTO,
+    overwrite: bool = False,
     trust_remote_code: bool = False,
 ) -> MiningReport:
     """Mine hard negatives for every positive pair of ``split`` and write ``out`` (JSON lines).
@@ -77,7 +92,9 @@ def mine(
     doc_emb = cache.encode(model, doc_texts, show_progress_bar=True)
     qids = sorted(positives)
     q_emb = cache.encode(model, [beir.queries[q] for q in qids])
-    result = mine_hard_negatives(positives, beir.queries, doc_ids, doc_texts, q_emb, doc_emb, config)
+    result = mine_hard_negatives(
+        positives, beir.queries, doc_ids, doc_texts, q_emb, doc_emb, config
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_mined(result.rows, out)
     write_json(out.with_name("mining_report.json"), asdict(result.report))
@@ -98,16 +115,27 @@ def _rows_from_file(path: Path) -> tuple[MinedRow, ...]:
             "(then only in-batch negatives are used)"
         )
     return tuple(
-        MinedRow(query_id=str(i), query=p.query, positive_id=str(i), positive=p.positive, positive_score=float("nan"),
-                 negative_ids=tuple(f"{i}-{j}" for j in range(len(p.negatives))), negatives=p.negatives,
-                 negative_scores=tuple(float("nan") for _ in p.negatives))
+        MinedRow(
+            query_id=str(i),
+            query=p.query,
+            positive_id=str(i),
+            positive=p.positive,
+            positive_score=float("nan"),
+            negative_ids=tuple(f"{i}-{j}" for j in range(len(p.negatives))),
+            negatives=p.negatives,
+            negative_scores=tuple(float("nan") for _ in p.negatives),
+        )
         for i, p in enumerate(pairs, start=1)
     )
 
 
 def train(
-    rows: str | Path, out: str | Path, base_model: str = "all-MiniLM-L6-v2",
-    config: TrainConfig | None = None, device: str = "auto", overwrite: bool = False,
+    rows: str | Path,
+    out: str | Path,
+    base_model: str = "all-MiniLM-L6-v2",
+    config: TrainConfig | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
     trust_remote_code: bool = False,
 ) -> TrainResult:
     """Fine-tune ``base_model`` on mined rows or a pair file and save it to ``out``.
@@ -120,8 +148,14 @@ def train(
     training_rows = _rows_from_file(Path(rows))
     config = config or TrainConfig()
     model = load_model(resolve_model_name(base_model), device, trust_remote_code)
-    guide = load_model(resolve_model_name(base_model), device, trust_remote_code) if config.loss.value == "gist" else None
-    result = train_model(model, training_rows, config, out.with_name(out.name + ".checkpoints"), None, guide)
+    guide = (
+        load_model(resolve_model_name(base_model), device, trust_remote_code)
+        if config.loss.value == "gist"
+        else None
+    )
+    result = train_model(
+        model, training_rows, config, out.with_name(out.name + ".checkpoints"), None, guide
+    )
     if out.exists():
         shutil.rmtree(out)
     model.save(str(out))
@@ -135,5 +169,7 @@ def rerender_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     path = run_dir / "report.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; fix: point at a finished `honed run` folder")
+        raise FileNotFoundError(
+            f"{path}: no such file; fix: point at a finished `honed run` folder"
+        )
     return write_report(RunResult(**json.loads(path.read_text(encoding="utf-8"))), run_dir)

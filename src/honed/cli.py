@@ -19,36 +19,55 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, Perm
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="matmul precision; auto = bf16 where the hardware runs it natively")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="matmul precision; auto = bf16 where the hardware runs it natively",
+    )
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a model's own Python code to run"
+    )
 
 
 def _add_mining_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("mining")
     g.add_argument("--negatives", type=int, default=3, help="hard negatives per pair (default 3)")
     g.add_argument("--depth", type=int, default=50, help="candidates per query (default 50)")
-    g.add_argument("--margin", type=float, default=0.95,
-                   help="drop candidates scoring above MARGIN x the positive's score (default 0.95; 1 = off)")
+    g.add_argument(
+        "--margin",
+        type=float,
+        default=0.95,
+        help="drop candidates scoring above MARGIN x the positive's score (default 0.95; 1 = off)",
+    )
     g.add_argument("--sampling", default="top", choices=["top", "random"])
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--loss", default="cached_mnrl", choices=["cached_mnrl", "mnrl", "gist", "triplet"])
+    g.add_argument(
+        "--loss", default="cached_mnrl", choices=["cached_mnrl", "mnrl", "gist", "triplet"]
+    )
     g.add_argument("--epochs", type=int, default=3)
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--mini-batch-size", type=int, default=32, help="cached loss: texts per forward pass")
+    g.add_argument(
+        "--mini-batch-size", type=int, default=32, help="cached loss: texts per forward pass"
+    )
     g.add_argument("--lr", type=float, default=5e-5)
-    g.add_argument("--dims", type=lambda s: tuple(int(x) for x in s.split(",")), default=None,
-                   help="Matryoshka dims, e.g. 384,256,128,64 (default: full, then powers of two down to 64)")
+    g.add_argument(
+        "--dims",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        default=None,
+        help="Matryoshka dims, e.g. 384,256,128,64 (default: full, then powers of two down to 64)",
+    )
     g.add_argument("--no-matryoshka", action="store_true")
     g.add_argument("--max-seq-length", type=int, default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="honed", description="Fine-tune a sentence-embedding model for retrieval in one domain."
+        prog="honed",
+        description="Fine-tune a sentence-embedding model for retrieval in one domain.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mine", help="mine hard negatives for the training split")
     p.add_argument("data")
-    p.add_argument("--out", required=True, help="mined.jsonl to write (mining_report.json goes beside it)")
+    p.add_argument(
+        "--out", required=True, help="mined.jsonl to write (mining_report.json goes beside it)"
+    )
     p.add_argument("--base", default="all-MiniLM-L6-v2")
     p.add_argument("--split", default="train")
     p.add_argument("--seed", type=int, default=42)
@@ -87,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_mining_args(p)
 
-    p = sub.add_parser("train", help="fine-tune on mined.jsonl or a pair file (query, positive, negative...)")
+    p = sub.add_parser(
+        "train", help="fine-tune on mined.jsonl or a pair file (query, positive, negative...)"
+    )
     p.add_argument("rows", help="mined.jsonl from `honed mine`, or a .jsonl/.csv pair file")
     p.add_argument("--out", required=True, help="model folder to create")
     p.add_argument("--base", default="all-MiniLM-L6-v2")
@@ -96,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_training_args(p)
 
-    p = sub.add_parser("report", help="re-render report.md and plots from a run folder's report.json")
+    p = sub.add_parser(
+        "report", help="re-render report.md and plots from a run folder's report.json"
+    )
     p.add_argument("run_dir")
     return parser
 
@@ -121,57 +146,94 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _mining_config(args: argparse.Namespace) -> Any:
     from honed.mine import MiningConfig
 
-    return MiningConfig(num_negatives=args.negatives, depth=args.depth, margin=args.margin,
-                        strategy=args.sampling, seed=args.seed)
+    return MiningConfig(
+        num_negatives=args.negatives,
+        depth=args.depth,
+        margin=args.margin,
+        strategy=args.sampling,
+        seed=args.seed,
+    )
 
 
 def _train_config(args: argparse.Namespace) -> Any:
     from honed.train import TrainConfig
 
-    return TrainConfig(loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
-                       mini_batch_size=args.mini_batch_size, learning_rate=args.lr, dims=args.dims,
-                       matryoshka=not args.no_matryoshka, max_seq_length=args.max_seq_length,
-                       precision=args.precision, seed=args.seed)
+    return TrainConfig(
+        loss=args.loss,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        mini_batch_size=args.mini_batch_size,
+        learning_rate=args.lr,
+        dims=args.dims,
+        matryoshka=not args.no_matryoshka,
+        max_seq_length=args.max_seq_length,
+        precision=args.precision,
+        seed=args.seed,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from honed.pipeline import RunConfig, run_pipeline
 
     config = RunConfig(
-        data=args.data, out=args.out, base_model=args.base, dev_fraction=args.dev_fraction,
-        seed=args.seed, device=args.device, precision=args.precision, bm25=not args.no_bm25,
-        mining=_mining_config(args), training=_train_config(args), overwrite=args.overwrite,
+        data=args.data,
+        out=args.out,
+        base_model=args.base,
+        dev_fraction=args.dev_fraction,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        bm25=not args.no_bm25,
+        mining=_mining_config(args),
+        training=_train_config(args),
+        overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
     )
-    result = run_pipeline(config, notify=lambda m: print(f"[honed] {m}", file=sys.stderr, flush=True))
+    result = run_pipeline(
+        config, notify=lambda m: print(f"[honed] {m}", file=sys.stderr, flush=True)
+    )
     print()
     for sentence in result.verdict["sentences"]:
         print(sentence)
     total = sum(result.timings.values())
-    print(f"\nwrote {args.out}/report.md, report.json, model/, metrics/, mined.jsonl ({total / 60:.1f} min)")
-    print(f"next: open {args.out}/report.md, or load the model with "
-          f"SentenceTransformer(\"{args.out}/model\")")
+    print(
+        f"\nwrote {args.out}/report.md, report.json, model/, metrics/, mined.jsonl ({total / 60:.1f} min)"
+    )
+    print(
+        f"next: open {args.out}/report.md, or load the model with "
+        f'SentenceTransformer("{args.out}/model")'
+    )
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from honed.data import check_dataset
+    from honed.check import check_dataset
 
     report = check_dataset(args.data)
     print(f"{report.path}: {report.n_documents} documents, {report.n_queries} queries")
     for s in report.splits:
-        print(f"  {s.name:>6}: {s.n_queries} queries, {s.n_judgments} judgments, {s.n_positive} positive"
-              + (f", {s.queries_without_positive} queries without a positive" if s.queries_without_positive else ""))
+        print(
+            f"  {s.name:>6}: {s.n_queries} queries, {s.n_judgments} judgments, {s.n_positive} positive"
+            + (
+                f", {s.queries_without_positive} queries without a positive"
+                if s.queries_without_positive
+                else ""
+            )
+        )
     for label, st in (("documents", report.document_lengths), ("queries", report.query_lengths)):
-        print(f"  {label} length (words): mean {st.mean_words:.1f}, median {st.p50_words:.0f}, "
-              f"p95 {st.p95_words:.0f}, max {st.max_words}")
+        print(
+            f"  {label} length (words): mean {st.mean_words:.1f}, median {st.p50_words:.0f}, "
+            f"p95 {st.p95_words:.0f}, max {st.max_words}"
+        )
     for w in report.warnings:
         print(f"warning: {w}")
     for problem in report.problems:
         print(f"problem: {problem}")
     if not report.ok:
-        print(f"error: {len(report.problems)} problem(s) found; fix them and run `honed check {args.data}` again",
-              file=sys.stderr)
+        print(
+            f"error: {len(report.problems)} problem(s) found; fix them and run `honed check {args.data}` again",
+            file=sys.stderr,
+        )
         return 1
     print(f"ok. next: honed run {args.data} --out runs/{Path(args.data).name}")
     return 0
@@ -180,9 +242,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from honed.api import evaluate_model
 
-    metrics = evaluate_model(args.model, args.data, split=args.split, dims=args.dims, bm25=args.bm25,
-                             device=args.device, precision=args.precision,
-                             trust_remote_code=args.trust_remote_code)
+    metrics = evaluate_model(
+        args.model,
+        args.data,
+        split=args.split,
+        dims=args.dims,
+        bm25=args.bm25,
+        device=args.device,
+        precision=args.precision,
+        trust_remote_code=args.trust_remote_code,
+    )
     from honed.report import COLUMNS, HEADERS
 
     print("| system | dim | " + " | ".join(HEADERS) + " |")
@@ -200,12 +269,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_mine(args: argparse.Namespace) -> int:
     from honed.api import mine
 
-    report = mine(args.data, args.out, base_model=args.base, split=args.split, config=_mining_config(args),
-                  device=args.device, precision=args.precision, overwrite=args.overwrite,
-                  trust_remote_code=args.trust_remote_code)
-    print(f"mined {report.num_negatives} negatives for {report.pairs - report.pairs_without_negatives} of "
-          f"{report.pairs} pairs ({report.pairs_short} short, {report.pairs_filled_from_deeper} filled from deeper; "
-          f"{report.dropped_margin} candidates dropped by the margin, {report.dropped_known_positive} known positives)")
+    report = mine(
+        args.data,
+        args.out,
+        base_model=args.base,
+        split=args.split,
+        config=_mining_config(args),
+        device=args.device,
+        precision=args.precision,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+    )
+    print(
+        f"mined {report.num_negatives} negatives for {report.pairs - report.pairs_without_negatives} of "
+        f"{report.pairs} pairs ({report.pairs_short} short, {report.pairs_filled_from_deeper} filled from deeper; "
+        f"{report.dropped_margin} candidates dropped by the margin, {report.dropped_known_positive} known positives)"
+    )
     print(f"wrote {args.out} and {Path(args.out).with_name('mining_report.json')}")
     print(f"next: honed train {args.out} --out runs/model")
     return 0
@@ -214,10 +293,19 @@ def cmd_mine(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from honed.api import train
 
-    result = train(args.rows, args.out, base_model=args.base, config=_train_config(args), device=args.device,
-                   overwrite=args.overwrite, trust_remote_code=args.trust_remote_code)
-    print(f"trained {result.rows} rows x {args.epochs} epochs in {result.seconds / 60:.1f} min "
-          f"({result.rows_per_second:.2f} rows/s, {result.precision})")
+    result = train(
+        args.rows,
+        args.out,
+        base_model=args.base,
+        config=_train_config(args),
+        device=args.device,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+    )
+    print(
+        f"trained {result.rows} rows x {args.epochs} epochs in {result.seconds / 60:.1f} min "
+        f"({result.rows_per_second:.2f} rows/s, {result.precision})"
+    )
     print(f"wrote {args.out}; next: honed evaluate {args.out} DATA --split test")
     return 0
 
@@ -230,8 +318,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"run": cmd_run, "check": cmd_check, "evaluate": cmd_evaluate, "mine": cmd_mine,
-            "train": cmd_train, "report": cmd_report}
+HANDLERS = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "evaluate": cmd_evaluate,
+    "mine": cmd_mine,
+    "train": cmd_train,
+    "report": cmd_report,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

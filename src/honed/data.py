@@ -1,18 +1,18 @@
-"""Loading and validating BEIR datasets and training-pair files.
+"""Loading and validating BEIR datasets.
 
 A BEIR folder holds ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line), ``queries.jsonl``
 (``{"_id", "text"}``, all splits in one file) and ``qrels/<split>.tsv`` with the header
 ``query-id<TAB>corpus-id<TAB>score``. A bad line raises a :class:`DataError` naming the file,
-the 1-based line, what was expected and how to fix it.
+the 1-based line, what was expected and how to fix it. A document may have an empty text when
+it has a title (TREC-COVID has such documents); it is then indexed by its title alone.
+
+Training-pair files are read by :mod:`honed.pairs`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +22,6 @@ from typing import Any
 Qrels = dict[str, dict[str, int]]  # qid -> docid -> graded relevance score (may be 0)
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
-PAIR_EXTENSIONS = (".jsonl", ".json-lines", ".csv", ".tsv")
-_NEGATIVE_KEY = re.compile(r"negative_(\d+)")
 
 
 class DataError(ValueError):
@@ -86,7 +84,7 @@ class Document:
 
     @property
     def full_text(self) -> str:
-        """Title and text joined by one space; just the text when there is no title."""
+        """Title and text joined by one space, or just the one that is not blank."""
         return " ".join(part for part in (self.title.strip(), self.text.strip()) if part)
 
 
@@ -191,16 +189,30 @@ def _get_text(path: Path, line: int, obj: dict[str, Any], key: str, issues: _Iss
         issues.error(_error(path, line, f"bad {key!r}", "a string", got,
                             f"set {key!r} to the text as a JSON string"))
         return None
-    if required and not value.strip():
-        issues.error(_error(path, line, f"empty {key!r}", "non-empty text", _show(value),
-                            "fill in the text or remove this line"))
-        return None
     return value
+
+
+def _all_blank(path: Path, line: int, keys: tuple[str, ...], values: list[str],
+               issues: _Issues) -> bool:
+    """Report a line whose first field is blank and no other field can stand in for it.
+
+    A blank first field is legal when a later one is filled in: a corpus line with a title but
+    no text is a title-only document.
+    """
+    if values[0].strip() or any(value.strip() for value in values[1:]):
+        return False
+    alternatives = "".join(f" or a non-empty {key!r}" for key in keys[1:])
+    issues.error(_error(path, line, f"empty {keys[0]!r}", f"non-empty text{alternatives}",
+                        _show(values[0]), "fill in the text or remove this line"))
+    return True
 
 
 def _read_entries(path: Path, issues: _Issues, keys: tuple[str, ...],
                   noun: str) -> dict[str, list[str]]:
-    """id -> values of ``keys`` (the first is required) for each valid line, in file order."""
+    """id -> values of ``keys`` for each valid line, in file order.
+
+    The first key is required; it may be blank only when one of the others is not.
+    """
     entries: dict[str, list[str]] = {}
     first_line: dict[str, int] = {}
     numeric = 0  # ids written as JSON ints; the first such line is in first_numeric
@@ -208,7 +220,11 @@ def _read_entries(path: Path, issues: _Issues, keys: tuple[str, ...],
     for line_no, obj in _read_jsonl(path, issues):
         entry_id = _get_id(path, line_no, obj, issues)
         values = [_get_text(path, line_no, obj, key, issues, i == 0) for i, key in enumerate(keys)]
-        if entry_id is None or None in values:
+        texts = [value for value in values if value is not None]
+        # Blank fields are reported even when the id is bad, so check_dataset lists both.
+        if len(texts) < len(keys) or _all_blank(path, line_no, keys, texts, issues):
+            continue
+        if entry_id is None:
             continue
         if entry_id in first_line:
             issues.error(_error(path, line_no, f"duplicate _id {entry_id!r}", "unique ids",
@@ -218,7 +234,7 @@ def _read_entries(path: Path, issues: _Issues, keys: tuple[str, ...],
         first_line[entry_id] = line_no
         if not isinstance(obj["_id"], str):
             numeric, first_numeric = numeric + 1, first_numeric or line_no
-        entries[entry_id] = [v for v in values if v is not None]
+        entries[entry_id] = texts
     if numeric:
         issues.warnings.append(f'{path}: {numeric} numeric "_id" value(s) read as '
                                f"strings (first on line {first_numeric})")
@@ -326,6 +342,16 @@ def _warn_about_splits(qrels: Mapping[str, Qrels], issues: _Issues) -> None:
                                    f"splits (leakage), e.g. {', '.join(map(repr, shared[:3]))}")
 
 
+def _warn_about_title_only(path: Path, corpus: Mapping[str, Document], issues: _Issues) -> None:
+    """One warning per corpus file for the documents that have a title but no text."""
+    n = sum(1 for doc in corpus.values() if not doc.text.strip())
+    if n:
+        counted = "1 document has" if n == 1 else f"{n} documents have"
+        pronoun = "it is" if n == 1 else "they are"
+        issues.warnings.append(f"{path}: {counted} a title but no text; {pronoun} indexed by "
+                               "title alone")
+
+
 def _locate(root: Path) -> tuple[Path, Path, list[Path]]:
     """The corpus, queries and qrels files of a BEIR folder, or FileNotFoundError."""
     expected = "expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
@@ -349,6 +375,7 @@ def _load(root: Path, issues: _Issues) -> BeirData:
     corpus_path, queries_path, qrels_paths = _locate(root)
     entries = _read_entries(corpus_path, issues, ("text", "title"), "documents")
     corpus = {i: Document(i, title, text) for i, (text, title) in entries.items()}
+    _warn_about_title_only(corpus_path, corpus, issues)
     if len(corpus) == 1:
         issues.warnings.append(f"{corpus_path}: only one document, so retrieval is trivial")
     entries = _read_entries(queries_path, issues, ("text",), "queries")
@@ -421,108 +448,3 @@ def carve_dev(qrels: Qrels, fraction: float = 0.1, min_queries: int = 30,
     dev_ids = set(eligible[:n_dev])
     train = {qid: dict(docs) for qid, docs in qrels.items() if qid not in dev_ids}
     return train, {qid: dict(qrels[qid]) for qid in sorted(dev_ids)}
-
-
-# --------------------------------------------------------------------------- training pairs
-
-
-@dataclass(frozen=True)
-class TrainPair:
-    """A (query, positive) training pair with optional hard negatives."""
-
-    query: str
-    positive: str
-    negatives: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "negatives", tuple(self.negatives))
-
-
-def _missing_columns(path: Path, line: int, found: list[str]) -> DataError:
-    hint = "; rename 'anchor' to 'query'" if "anchor" in found else ""
-    return _error(path, line, "missing or repeated column",
-                  "one 'query' and one 'positive' (plus optional negative*)", f"{found}",
-                  f"name the columns query, positive{hint}")
-
-
-def _pair_text(path: Path, line: int, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _error(path, line, f"bad {key!r}", "non-empty text", _show(value),
-                     f"fill in {key!r} or remove this line")
-    return value
-
-
-def _json_pair(path: Path, line: int, obj: dict[str, Any]) -> TrainPair:
-    """A pair from "query", "positive" and "negative" / "negatives" / "negative_1", ..."""
-    if "query" not in obj or "positive" not in obj:
-        raise _missing_columns(path, line, list(obj))
-    many = obj.get("negatives", [])
-    if not isinstance(many, list):
-        raise _error(path, line, "bad 'negatives'", "a list of strings", _show(many),
-                     'write "negatives": ["...", ...]')
-    numbered = sorted((int(m[1]), key) for key in obj if (m := _NEGATIVE_KEY.fullmatch(key)))
-    values = ([obj["negative"]] if "negative" in obj else []) + many
-    negatives = [_pair_text(path, line, "negative", v)
-                 for v in values + [obj[key] for _, key in numbered]]
-    return TrainPair(_pair_text(path, line, "query", obj["query"]),
-                     _pair_text(path, line, "positive", obj["positive"]), tuple(negatives))
-
-
-def _csv_pairs(path: Path, delimiter: str) -> Iterator[TrainPair]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise _bad_utf8(path, raw, exc.start) from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns = [c.strip().lower() for c in next(reader, [])]
-    if columns.count("query") != 1 or columns.count("positive") != 1:
-        raise _missing_columns(path, 1, columns)
-    query, positive = columns.index("query"), columns.index("positive")
-    negatives = [i for i, c in enumerate(columns) if c.startswith("negative")]
-    start = reader.line_num + 1
-    for row in reader:
-        line, start = start, reader.line_num + 1  # a quoted cell may span several lines
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(columns):
-            raise _error(path, line, "wrong number of cells", f"{len(columns)} as in the header",
-                         str(len(row)), "quote cells that contain the delimiter or a newline")
-        # An empty negative cell is an absent negative: rows may have different numbers of them.
-        yield TrainPair(_pair_text(path, line, "query", row[query]),
-                        _pair_text(path, line, "positive", row[positive]),
-                        tuple(row[i] for i in negatives if row[i].strip()))
-
-
-def load_pairs(path: str | Path) -> tuple[TrainPair, ...]:
-    """Load (query, positive, negatives) training pairs from JSONL, CSV or TSV.
-
-    JSONL lines are objects with "query", "positive" and optionally "negative" (a string),
-    "negatives" (a list) or "negative_1", "negative_2", ... CSV/TSV files start with a header
-    row naming ``query``, ``positive`` and optional ``negative*`` columns.
-
-    Raises:
-        ValueError: the extension is not one of :data:`PAIR_EXTENSIONS`.
-        FileNotFoundError: the file does not exist.
-        DataError: a bad line, a missing column, or no pairs at all.
-
-    Example:
-        >>> pairs = load_pairs("pairs.jsonl")  # doctest: +SKIP
-        >>> pairs[0].query, pairs[0].negatives  # doctest: +SKIP
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in PAIR_EXTENSIONS:
-        raise ValueError(f"{path}: unknown pair-file extension {suffix!r} (expected one of "
-                         f"{', '.join(PAIR_EXTENSIONS)}); fix: rename or convert the file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: pair file not found; fix: check the path")
-    if suffix in (".csv", ".tsv"):
-        pairs = tuple(_csv_pairs(path, "," if suffix == ".csv" else "\t"))
-    else:
-        jsonl = _read_jsonl(path, _Issues(strict=True))
-        pairs = tuple(_json_pair(path, line, obj) for line, obj in jsonl)
-    if not pairs:
-        raise _error(path, None, "no training pairs", "at least one pair", "none",
-                     "add rows with a query and a positive")
-    return pairs

@@ -48,7 +48,9 @@ def resolve_device(device: str | None = None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda", "mps") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+        raise ValueError(
+            f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        )
     return str(device)
 
 
@@ -105,7 +107,11 @@ def load_model(
     from sentence_transformers import SentenceTransformer
 
     path = Path(name_or_path)
-    if path.exists() and not (path / "config.json").exists() and not (path / "modules.json").exists():
+    if (
+        path.exists()
+        and not (path / "config.json").exists()
+        and not (path / "modules.json").exists()
+    ):
         raise ValueError(
             f"{path}: not a model folder (expected config.json or modules.json inside); "
             "fix: pass a sentence-transformers model folder, e.g. RUN_DIR/model"
@@ -289,7 +295,9 @@ def resolve_model_name(name: str | None) -> str:
 
 def embedding_dim(model: SentenceTransformer) -> int:
     """Output width of ``model`` (the method was renamed in sentence-transformers 6)."""
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    getter = (
+        getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    )
     dim = getter()
     if not dim:
         raise ValueError("model: cannot tell its embedding dimension; fix: pass --dims explicitly")

@@ -177,7 +177,8 @@ def _pick_for_pair(
     config: MiningConfig,
     rng: random.Random,
 ) -> _Pick:
-    threshold = config.margin * positive_score
+    # margin 1.0 is documented as "off": without this, candidates above the positive still drop.
+    threshold = config.margin * positive_score if config.margin < 1.0 else float("inf")
     kept, n_known, n_dup, n_margin = _survivors(
         first[0], first[1], known, banned_texts, doc_texts, threshold
     )
@@ -190,7 +191,7 @@ def _pick_for_pair(
         order = np.argsort(-row, kind="stable")[seen:]
         more, _, _, _ = _survivors(order, row[order], known, banned_texts, doc_texts, threshold)
         picked = picked + more[: config.num_negatives - len(picked)]
-        filled = True
+        filled = bool(more)  # a walk that found nothing deeper filled nothing
     return _Pick(tuple(picked), seen, n_known, n_dup, n_margin, filled)
 
 
@@ -241,7 +242,15 @@ def mine_hard_negatives(
     cand_idx, cand_scores = top_k(query_emb, doc_emb, depth)  # (n_queries, depth) each
     rng = random.Random(config.seed)
     rows: list[MinedRow] = []
-    counts = {"seen": 0, "known": 0, "duplicate": 0, "margin": 0, "filled": 0, "short": 0, "none": 0}
+    counts = {
+        "seen": 0,
+        "known": 0,
+        "duplicate": 0,
+        "margin": 0,
+        "filled": 0,
+        "short": 0,
+        "none": 0,
+    }
     pos_scores: list[float] = []
     neg_scores: list[float] = []
     for qi, qid in enumerate(qids):
@@ -252,8 +261,15 @@ def mine_hard_negatives(
             p = index_of[pid]
             pscore = float(doc_emb[p] @ query_emb[qi])
             pick = _pick_for_pair(
-                query_emb[qi], doc_emb, (cand_idx[qi], cand_scores[qi]), known, banned,
-                doc_texts, pscore, config, rng,
+                query_emb[qi],
+                doc_emb,
+                (cand_idx[qi], cand_scores[qi]),
+                known,
+                banned,
+                doc_texts,
+                pscore,
+                config,
+                rng,
             )
             counts["seen"] += pick.seen
             counts["known"] += pick.known
@@ -269,9 +285,14 @@ def mine_hard_negatives(
             neg_scores.extend(nscores)
             rows.append(
                 MinedRow(
-                    query_id=qid, query=queries[qid], positive_id=pid, positive=doc_texts[p],
-                    positive_score=pscore, negative_ids=tuple(doc_ids[i] for i in pick.indices),
-                    negatives=tuple(doc_texts[i] for i in pick.indices), negative_scores=nscores,
+                    query_id=qid,
+                    query=queries[qid],
+                    positive_id=pid,
+                    positive=doc_texts[p],
+                    positive_score=pscore,
+                    negative_ids=tuple(doc_ids[i] for i in pick.indices),
+                    negatives=tuple(doc_texts[i] for i in pick.indices),
+                    negative_scores=nscores,
                 )
             )
     report = MiningReport(
@@ -311,7 +332,9 @@ def read_mined(path: str | Path) -> tuple[MinedRow, ...]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; fix: run `honed mine` first, it writes mined.jsonl")
+        raise FileNotFoundError(
+            f"{path}: no such file; fix: run `honed mine` first, it writes mined.jsonl"
+        )
     rows = []
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):

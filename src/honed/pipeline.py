@@ -66,9 +66,13 @@ class RunConfig:
         if not 0.0 < self.dev_fraction < 1.0:
             raise ValueError(f"dev_fraction: expected a value in (0, 1), got {self.dev_fraction}")
         if self.min_dev_queries < 1:
-            raise ValueError(f"min_dev_queries: expected a positive integer, got {self.min_dev_queries}")
+            raise ValueError(
+                f"min_dev_queries: expected a positive integer, got {self.min_dev_queries}"
+            )
         if self.encode_batch_size < 1:
-            raise ValueError(f"encode_batch_size: expected a positive integer, got {self.encode_batch_size}")
+            raise ValueError(
+                f"encode_batch_size: expected a positive integer, got {self.encode_batch_size}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -120,9 +124,9 @@ def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
                 f"{out}: run folder exists and is not empty; fix: pass --overwrite to replace it, "
                 "or choose another --out"
             )
-        if not (out / "config.json").is_file() or "honed_version" not in (out / "config.json").read_text(
-            encoding="utf-8", errors="replace"
-        ):
+        if not (out / "config.json").is_file() or "honed_version" not in (
+            out / "config.json"
+        ).read_text(encoding="utf-8", errors="replace"):
             raise FileExistsError(
                 f"{out}: not a honed run folder (no honed config.json), so --overwrite will not delete "
                 "it; fix: choose a new or empty --out folder"
@@ -140,12 +144,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _data_summary(data: BeirData, train: Qrels, dev: Qrels, test: Qrels, dropped: Sequence[str]) -> dict[str, Any]:
+def _data_summary(
+    data: BeirData, train: Qrels, dev: Qrels, test: Qrels, dropped: Sequence[str]
+) -> dict[str, Any]:
     root = Path(data.path)
-    files = sorted(p for p in [root / "corpus.jsonl", root / "queries.jsonl", *root.glob("qrels/*.tsv")] if p.is_file())
+    files = sorted(
+        p
+        for p in [root / "corpus.jsonl", root / "queries.jsonl", *root.glob("qrels/*.tsv")]
+        if p.is_file()
+    )
+
     def count(q: Qrels) -> dict[str, int]:
-        return {"queries": len(q), "pairs": sum(1 for d in q.values() for s in d.values() if s >= 1),
-                "queries_without_positive": sum(1 for d in q.values() if not any(s >= 1 for s in d.values()))}
+        return {
+            "queries": len(q),
+            "pairs": sum(1 for d in q.values() for s in d.values() if s >= 1),
+            "queries_without_positive": sum(
+                1 for d in q.values() if not any(s >= 1 for s in d.values())
+            ),
+        }
+
     return {
         "path": str(root.resolve()),
         "documents": len(data.corpus),
@@ -153,7 +170,10 @@ def _data_summary(data: BeirData, train: Qrels, dev: Qrels, test: Qrels, dropped
         "splits": {"train": count(train), "dev": count(dev), "test": count(test)},
         "train_queries_dropped_as_leaked": sorted(dropped),
         "warnings": list(data.warnings),
-        "files": {str(p.relative_to(root)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+        "files": {
+            str(p.relative_to(root)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in files
+        },
     }
 
 
@@ -181,12 +201,20 @@ def split_data(data: BeirData, config: RunConfig) -> tuple[Qrels, Qrels, Qrels, 
 
 
 def _positives(qrels: Qrels) -> Qrels:
-    return {q: {d: s for d, s in docs.items() if s >= 1} for q, docs in qrels.items() if any(s >= 1 for s in docs.values())}
+    return {
+        q: {d: s for d, s in docs.items() if s >= 1}
+        for q, docs in qrels.items()
+        if any(s >= 1 for s in docs.values())
+    }
 
 
 def dense_metrics(
-    query_emb: Mapping[str, np.ndarray], doc_emb: np.ndarray, doc_ids: Sequence[str],
-    splits: Mapping[str, Qrels], dims: Sequence[int], metrics: Sequence[str] = DEFAULT_METRICS,
+    query_emb: Mapping[str, np.ndarray],
+    doc_emb: np.ndarray,
+    doc_ids: Sequence[str],
+    splits: Mapping[str, Qrels],
+    dims: Sequence[int],
+    metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> SplitMetrics:
     """Metrics of a dense model on each split at each dim, from precomputed embeddings."""
     out: SplitMetrics = {}
@@ -200,8 +228,13 @@ def dense_metrics(
     return out
 
 
-def bm25_metrics(data: BeirData, doc_ids: Sequence[str], doc_texts: Sequence[str],
-                 splits: Mapping[str, Qrels], metrics: Sequence[str] = DEFAULT_METRICS) -> SplitMetrics:
+def bm25_metrics(
+    data: BeirData,
+    doc_ids: Sequence[str],
+    doc_texts: Sequence[str],
+    splits: Mapping[str, Qrels],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> SplitMetrics:
     """BM25 (bm25s) on each split; reported under the key ``"bm25"`` as its 'dim'."""
     retriever = BM25Retriever(doc_ids, doc_texts)
     out: SplitMetrics = {}
@@ -239,15 +272,21 @@ def _environment() -> dict[str, str]:
     from honed import __version__
 
     return {
-        "honed": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "honed": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
         "sentence_transformers": sentence_transformers.__version__,
-        "transformers": transformers.__version__, "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(), "cpu_count": str(os.cpu_count()),
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
     }
 
 
-def _encode_queries(cache: EmbeddingCache, model: Any, data: BeirData, qids: Sequence[str]) -> dict[str, np.ndarray]:
+def _encode_queries(
+    cache: EmbeddingCache, model: Any, data: BeirData, qids: Sequence[str]
+) -> dict[str, np.ndarray]:
     emb = cache.encode(model, [data.queries[q] for q in qids], show_progress_bar=False)
     return dict(zip(qids, emb))
 
@@ -267,7 +306,12 @@ def run_pipeline(config: RunConfig, notify: Notify | None = None) -> RunResult:
     clock = _Clock()
     device = resolve_device(config.device)
     base_name = resolve_model_name(config.base_model)
-    resolved = {**config.to_dict(), "honed_version": __version__, "device": device, "base_model_path": base_name}
+    resolved = {
+        **config.to_dict(),
+        "honed_version": __version__,
+        "device": device,
+        "base_model_path": base_name,
+    }
     write_json(out / "config.json", resolved)
     status: dict[str, Any] = {"completed": []}
 
@@ -291,9 +335,13 @@ def run_pipeline(config: RunConfig, notify: Notify | None = None) -> RunResult:
         model = load_model(base_name, device, config.trust_remote_code)
         dims = config.training.dims or matryoshka_dims(embedding_dim(model))
         base_fp = cache.fingerprint(model)
-        base_docs = cache.encode(model, doc_texts, show_progress_bar=True)  # (n_docs, dim), the one encoding
+        base_docs = cache.encode(
+            model, doc_texts, show_progress_bar=True
+        )  # (n_docs, dim), the one encoding
         q_base = _encode_queries(cache, model, data, sorted({*train, *dev, *test}))
-        metrics: dict[str, SplitMetrics] = {"base": dense_metrics(q_base, base_docs, doc_ids, splits, dims)}
+        metrics: dict[str, SplitMetrics] = {
+            "base": dense_metrics(q_base, base_docs, doc_ids, splits, dims)
+        }
         if config.bm25:
             say("baseline: BM25 (bm25s)")
             metrics["bm25"] = bm25_metrics(data, doc_ids, doc_texts, splits)
@@ -307,18 +355,31 @@ def run_pipeline(config: RunConfig, notify: Notify | None = None) -> RunResult:
         train_pos = _positives(train)
         qids = sorted(train_pos)
         mined = mine_hard_negatives(
-            train_pos, data.queries, doc_ids, doc_texts,
-            np.stack([q_base[q] for q in qids]), base_docs, replace(config.mining, seed=config.mining.seed),
+            train_pos,
+            data.queries,
+            doc_ids,
+            doc_texts,
+            np.stack([q_base[q] for q in qids]),
+            base_docs,
+            replace(config.mining, seed=config.mining.seed),
         )
         write_mined(mined.rows, out / "mined.jsonl")
         write_json(out / "mining_report.json", asdict(mined.report))
     done("mine")
 
     with clock.stage("train"):
-        say(f"training on {len(mined.rows)} rows ({config.training.loss.value}, {config.training.epochs} epochs)")
-        guide = load_model(base_name, device, config.trust_remote_code) if config.training.loss.value == "gist" else None
+        say(
+            f"training on {len(mined.rows)} rows ({config.training.loss.value}, {config.training.epochs} epochs)"
+        )
+        guide = (
+            load_model(base_name, device, config.trust_remote_code)
+            if config.training.loss.value == "gist"
+            else None
+        )
         evaluator = DevEvaluator(data.queries, dev, doc_ids, doc_texts, dims, cache)
-        result = train_model(model, mined.rows, config.training, out / "checkpoints", evaluator, guide)
+        result = train_model(
+            model, mined.rows, config.training, out / "checkpoints", evaluator, guide
+        )
         cache.forget(model)
     done("train")
 
@@ -335,9 +396,15 @@ def run_pipeline(config: RunConfig, notify: Notify | None = None) -> RunResult:
         model.save(str(out / "model"))
     done("save")
     run = RunResult(
-        run_dir=str(out), config=resolved, data=summary, metrics=metrics,
-        mining=asdict(mined.report), training=_training_dict(result, metrics["base"], dims),
-        timings=clock.timings, encode_stats=asdict(cache.stats), verdict=verdict,
+        run_dir=str(out),
+        config=resolved,
+        data=summary,
+        metrics=metrics,
+        mining=asdict(mined.report),
+        training=_training_dict(result, metrics["base"], dims),
+        timings=clock.timings,
+        encode_stats=asdict(cache.stats),
+        verdict=verdict,
         environment={**_environment(), "base_fingerprint": base_fp},
     )
     from honed.report import write_report
@@ -360,7 +427,9 @@ def _training_dict(result: TrainResult, base: SplitMetrics, dims: Sequence[int])
     return d
 
 
-def make_verdict(metrics: Mapping[str, SplitMetrics], dims: Sequence[int], result: TrainResult) -> dict[str, Any]:
+def make_verdict(
+    metrics: Mapping[str, SplitMetrics], dims: Sequence[int], result: TrainResult
+) -> dict[str, Any]:
     """Did fine-tuning clear the baseline and BM25? Decided on dev; test is reported, not used to choose."""
     full = str(max(dims))
     base_dev = metrics["base"]["dev"][full]["ndcg@10"]
@@ -376,8 +445,12 @@ def make_verdict(metrics: Mapping[str, SplitMetrics], dims: Sequence[int], resul
             "keep the base model."
         )
     else:
-        lines.append(f"Fine-tuning helped on dev: nDCG@10 {base_dev:.3f} -> {tuned_dev:.3f} ({tuned_dev - base_dev:+.3f}).")
-    lines.append(f"On test: tuned {tuned_test:.3f} vs base {base_test:.3f} ({tuned_test - base_test:+.3f}).")
+        lines.append(
+            f"Fine-tuning helped on dev: nDCG@10 {base_dev:.3f} -> {tuned_dev:.3f} ({tuned_dev - base_dev:+.3f})."
+        )
+    lines.append(
+        f"On test: tuned {tuned_test:.3f} vs base {base_test:.3f} ({tuned_test - base_test:+.3f})."
+    )
     if bm25_test is not None:
         word = "beats" if tuned_test > bm25_test else "does not beat"
         lines.append(f"The tuned model {word} BM25 on test ({tuned_test:.3f} vs {bm25_test:.3f}).")
@@ -388,7 +461,12 @@ def make_verdict(metrics: Mapping[str, SplitMetrics], dims: Sequence[int], resul
             f"({metrics['tuned']['test'][str(min(small))]['ndcg@10']:.3f})."
         )
     return {
-        "recommendation": recommend, "base_dev_ndcg10": base_dev, "tuned_dev_ndcg10": tuned_dev,
-        "base_test_ndcg10": base_test, "tuned_test_ndcg10": tuned_test, "bm25_test_ndcg10": bm25_test,
-        "best_epoch": result.best_epoch, "sentences": lines,
+        "recommendation": recommend,
+        "base_dev_ndcg10": base_dev,
+        "tuned_dev_ndcg10": tuned_dev,
+        "base_test_ndcg10": base_test,
+        "tuned_test_ndcg10": tuned_test,
+        "bm25_test_ndcg10": bm25_test,
+        "best_epoch": result.best_epoch,
+        "sentences": lines,
     }

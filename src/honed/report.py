@@ -21,7 +21,10 @@ def _dims(metrics: Mapping[str, Any], split: str) -> list[str]:
 
 def metrics_table(metrics: Mapping[str, Any], split: str) -> str:
     """A markdown table of every system at every dim on ``split``; tuned rows show the change vs base."""
-    lines = ["| system | dim | " + " | ".join(HEADERS) + " |", "|---|---:|" + "---:|" * len(HEADERS)]
+    lines = [
+        "| system | dim | " + " | ".join(HEADERS) + " |",
+        "|---|---:|" + "---:|" * len(HEADERS),
+    ]
     if "bm25" in metrics:
         row = metrics["bm25"][split]["bm25"]
         lines.append("| BM25 | - | " + " | ".join(f"{row[c]:.4f}" for c in COLUMNS) + " |")
@@ -64,7 +67,11 @@ def _curve_table(training: Mapping[str, Any]) -> str:
     lines = ["| epoch | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
     for point in curve:
         mark = " (kept)" if point["epoch"] == training["best_epoch"] and point["epoch"] > 0 else ""
-        lines.append(f"| {point['epoch']:g}{mark} | " + " | ".join(f"{point.get(k, float('nan')):.4f}" for k in keys) + " |")
+        lines.append(
+            f"| {point['epoch']:g}{mark} | "
+            + " | ".join(f"{point.get(k, float('nan')):.4f}" for k in keys)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -75,9 +82,14 @@ def render_markdown(run: RunResult) -> str:
         f"# honed run report: `{Path(data['path']).name}`",
         "## Verdict\n\n" + "\n".join(f"- {s}" for s in run.verdict["sentences"]),
         f"Recommendation: **{run.verdict['recommendation']} model**"
-        + (f" (`{run.run_dir}/model`)" if run.verdict["recommendation"] == "tuned" else f" (`{run.config['base_model']}`)"),
+        + (
+            f" (`{run.run_dir}/model`)"
+            if run.verdict["recommendation"] == "tuned"
+            else f" (`{run.config['base_model']}`)"
+        ),
         "## Test split (held out, used only here)\n\n" + metrics_table(run.metrics, "test"),
-        "## Dev split (carved from training data; model selection)\n\n" + metrics_table(run.metrics, "dev"),
+        "## Dev split (carved from training data; model selection)\n\n"
+        + metrics_table(run.metrics, "dev"),
         "![nDCG@10 vs dimension](plots/ndcg_vs_dim.png)",
         "## Training\n\n"
         f"{training['rows']} rows, {training['steps']} steps, {training['seconds'] / 60:.1f} min "
@@ -98,13 +110,21 @@ def render_markdown(run: RunResult) -> str:
 
 
 def _data_section(data: Mapping[str, Any]) -> str:
-    lines = [f"{data['documents']} documents, {data['queries']} queries.", "",
-             "| split | queries | positive pairs | queries without positive |", "|---|---:|---:|---:|"]
+    lines = [
+        f"{data['documents']} documents, {data['queries']} queries.",
+        "",
+        "| split | queries | positive pairs | queries without positive |",
+        "|---|---:|---:|---:|",
+    ]
     for name, s in data["splits"].items():
-        lines.append(f"| {name} | {s['queries']} | {s['pairs']} | {s['queries_without_positive']} |")
+        lines.append(
+            f"| {name} | {s['queries']} | {s['pairs']} | {s['queries_without_positive']} |"
+        )
     if data["train_queries_dropped_as_leaked"]:
-        lines.append(f"\n{len(data['train_queries_dropped_as_leaked'])} training queries were also test queries "
-                     "and were dropped from training.")
+        lines.append(
+            f"\n{len(data['train_queries_dropped_as_leaked'])} training queries were also test queries "
+            "and were dropped from training."
+        )
     lines += [f"- warning: {w}" for w in data["warnings"]]
     return "\n".join(lines)
 
@@ -126,8 +146,12 @@ def write_plots(run: RunResult, folder: Path) -> list[Path]:
                 ys = [run.metrics[system][split][str(d)]["ndcg@10"] for d in dims]
                 ax.plot(dims, ys, style, marker="o", label=f"{system} ({split})")
         if "bm25" in run.metrics:
-            ax.axhline(run.metrics["bm25"][split]["bm25"]["ndcg@10"], linestyle=style, color="grey",
-                       label=f"BM25 ({split})")
+            ax.axhline(
+                run.metrics["bm25"][split]["bm25"]["ndcg@10"],
+                linestyle=style,
+                color="grey",
+                label=f"BM25 ({split})",
+            )
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.set_xlabel("embedding dimension (Matryoshka prefix)")
@@ -156,7 +180,13 @@ def _training_plot(training: Mapping[str, Any], path: Path) -> Path:
     losses = training["loss_curve"]
     if losses:
         twin = ax.twinx()
-        twin.plot([p["epoch"] for p in losses], [p["loss"] for p in losses], color="grey", alpha=0.5, label="train loss")
+        twin.plot(
+            [p["epoch"] for p in losses],
+            [p["loss"] for p in losses],
+            color="grey",
+            alpha=0.5,
+            label="train loss",
+        )
         twin.set_ylabel("train loss")
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Training curve")
@@ -171,27 +201,46 @@ def write_model_card(run: RunResult, model_dir: Path) -> Path:
     full = max(int(d) for d in run.metrics["tuned"]["test"])
     test = run.metrics["tuned"]["test"]
     card = [
-        "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
-        "tags: [sentence-transformers, retrieval, matryoshka, honed]", "---", "",
-        f"# Fine-tuned retrieval model for `{Path(run.data['path']).name}`", "",
-        f"Fine-tuned from `{run.config['base_model']}` with honed {run.environment['honed']}.", "",
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "tags: [sentence-transformers, retrieval, matryoshka, honed]",
+        "---",
+        "",
+        f"# Fine-tuned retrieval model for `{Path(run.data['path']).name}`",
+        "",
+        f"Fine-tuned from `{run.config['base_model']}` with honed {run.environment['honed']}.",
+        "",
         "```python\nfrom sentence_transformers import SentenceTransformer\n"
-        f"model = SentenceTransformer(\"path/to/model\", truncate_dim={full})  # or 256, 128, 64\n```", "",
-        "## Data", "",
+        f'model = SentenceTransformer("path/to/model", truncate_dim={full})  # or 256, 128, 64\n```',
+        "",
+        "## Data",
+        "",
         f"{run.data['documents']} documents; training pairs {run.data['splits']['train']['pairs']}, "
-        f"dev queries {run.data['splits']['dev']['queries']}, test queries {run.data['splits']['test']['queries']}.", "",
-        "## Training", "",
+        f"dev queries {run.data['splits']['dev']['queries']}, test queries {run.data['splits']['test']['queries']}.",
+        "",
+        "## Training",
+        "",
         f"Loss {run.training['config']['loss']} in MatryoshkaLoss (dims {', '.join(map(str, run.training['dims']))}), "
         f"{run.mining['num_negatives']} mined hard negatives per pair, batch {run.training['config']['batch_size']}, "
         f"lr {run.training['config']['learning_rate']}, epochs {run.training['config']['epochs']} "
-        f"(kept epoch {run.training['best_epoch']:g} by dev nDCG@10), seed {run.config['seed']}.", "",
-        "## Results (held-out test split)", "",
-        "| dim | nDCG@10 | Recall@10 | base nDCG@10 |", "|---:|---:|---:|---:|",
-        *[f"| {d} | {test[d]['ndcg@10']:.4f} | {test[d]['recall@10']:.4f} | "
-          f"{run.metrics['base']['test'][d]['ndcg@10']:.4f} |" for d in sorted(test, key=int, reverse=True)],
+        f"(kept epoch {run.training['best_epoch']:g} by dev nDCG@10), seed {run.config['seed']}.",
+        "",
+        "## Results (held-out test split)",
+        "",
+        "| dim | nDCG@10 | Recall@10 | base nDCG@10 |",
+        "|---:|---:|---:|---:|",
+        *[
+            f"| {d} | {test[d]['ndcg@10']:.4f} | {test[d]['recall@10']:.4f} | "
+            f"{run.metrics['base']['test'][d]['ndcg@10']:.4f} |"
+            for d in sorted(test, key=int, reverse=True)
+        ],
     ]
     if "bm25" in run.metrics:
-        card += ["", f"BM25 on the same split: nDCG@10 {run.metrics['bm25']['test']['bm25']['ndcg@10']:.4f}."]
+        card += [
+            "",
+            f"BM25 on the same split: nDCG@10 {run.metrics['bm25']['test']['bm25']['ndcg@10']:.4f}.",
+        ]
     path = model_dir / "README.md"
     path.write_text("\n".join(card) + "\n", encoding="utf-8")
     return path

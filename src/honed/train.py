@@ -133,7 +133,9 @@ def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
     from datasets import Dataset
 
     if not rows:
-        raise ValueError("rows: expected at least one mined row, got none; fix: check the training split")
+        raise ValueError(
+            "rows: expected at least one mined row, got none; fix: check the training split"
+        )
     if loss is LossName.TRIPLET:
         triples = [(r.query, r.positive, n) for r in rows for n in r.negatives]
         return Dataset.from_dict(
@@ -144,7 +146,10 @@ def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
             }
         )
     width = max(len(r.negatives) for r in rows)
-    columns: dict[str, list[str]] = {"anchor": [r.query for r in rows], "positive": [r.positive for r in rows]}
+    columns: dict[str, list[str]] = {
+        "anchor": [r.query for r in rows],
+        "positive": [r.positive for r in rows],
+    }
     for j in range(width):
         columns[f"negative_{j + 1}"] = [r.negatives[j % len(r.negatives)] for r in rows]
     return Dataset.from_dict(columns)
@@ -154,7 +159,7 @@ def build_loss(
     model: SentenceTransformer, config: TrainConfig, guide: SentenceTransformer | None = None
 ) -> Any:
     """The configured loss, wrapped in MatryoshkaLoss when ``config.matryoshka``."""
-    from sentence_transformers import losses
+    from sentence_transformers import losses  # type: ignore[attr-defined]
 
     if config.loss is LossName.MNRL:
         inner = losses.MultipleNegativesRankingLoss(model, scale=config.scale)
@@ -178,7 +183,7 @@ def set_attention_dropout(model: SentenceTransformer, p: float) -> int:
     """Set the dropout of every self-attention block to ``p``; returns how many were changed."""
     changed = 0
     for module in model.modules():
-        dropout = getattr(module, "dropout", None)
+        dropout: Any = getattr(module, "dropout", None)
         if type(module).__name__.endswith("SelfAttention") and hasattr(dropout, "p"):
             dropout.p = p
             changed += 1
@@ -195,26 +200,44 @@ class DevEvaluator(SentenceEvaluator):  # type: ignore[misc]
     the final test evaluation of the kept epoch finds its corpus encoding already there.
     """
 
-    def __init__(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
-                 doc_ids: Sequence[str], doc_texts: Sequence[str], dims: Sequence[int],
-                 cache: EmbeddingCache) -> None:
+    def __init__(
+        self,
+        queries: Mapping[str, str],
+        qrels: Mapping[str, Mapping[str, int]],
+        doc_ids: Sequence[str],
+        doc_texts: Sequence[str],
+        dims: Sequence[int],
+        cache: EmbeddingCache,
+    ) -> None:
         super().__init__()
         self.queries, self.qrels, self.dims, self.cache = queries, qrels, tuple(dims), cache
         self.doc_ids, self.doc_texts = doc_ids, doc_texts
         self.primary_metric = "dev_ndcg@10"
         self.history: list[dict[str, float]] = []
 
-    def __call__(self, model: SentenceTransformer, output_path: str | None = None,
-                 epoch: float = -1, steps: int = -1) -> dict[str, float]:
-        metrics = dev_metrics(model, self.queries, self.qrels, self.doc_ids, self.doc_texts,
-                              self.dims, self.cache)
+    def __call__(
+        self,
+        model: SentenceTransformer,
+        output_path: str | None = None,
+        epoch: float = -1,
+        steps: int = -1,
+    ) -> dict[str, float]:
+        metrics = dev_metrics(
+            model, self.queries, self.qrels, self.doc_ids, self.doc_texts, self.dims, self.cache
+        )
         self.history.append({"epoch": float(epoch), "step": float(steps), **metrics})
         return metrics
 
 
-def dev_metrics(model: SentenceTransformer, queries: Mapping[str, str], qrels: Mapping[str, Any],
-                doc_ids: Sequence[str], doc_texts: Sequence[str], dims: Sequence[int],
-                cache: EmbeddingCache) -> dict[str, float]:
+def dev_metrics(
+    model: SentenceTransformer,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Any],
+    doc_ids: Sequence[str],
+    doc_texts: Sequence[str],
+    dims: Sequence[int],
+    cache: EmbeddingCache,
+) -> dict[str, float]:
     """nDCG@10 (and Recall@10) on ``qrels`` at every dim, corpus encoded through ``cache``."""
     fingerprint = model_fingerprint(model)  # weights change during training: no memo
     qids = sorted(qrels)
@@ -291,7 +314,9 @@ def train_model(
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
-        warmup_steps=math.ceil(config.warmup_ratio * config.epochs * math.ceil(len(dataset) / config.batch_size)),
+        warmup_steps=math.ceil(
+            config.warmup_ratio * config.epochs * math.ceil(len(dataset) / config.batch_size)
+        ),
         weight_decay=config.weight_decay,
         batch_sampler="no_duplicates",  # a duplicate text in a batch would be a false in-batch negative
         eval_strategy="epoch" if has_eval else "no",
@@ -309,26 +334,47 @@ def train_model(
         dataloader_drop_last=False,
     )
     trainer = HonedTrainer(
-        model=model, args=args, train_dataset=dataset, loss=loss, evaluator=evaluator, precision=precision
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        evaluator=evaluator,
+        precision=precision,
     )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
     curve = tuple(
-        {"epoch": float(h["epoch"]), **{k[5:]: float(v) for k, v in h.items() if k.startswith("eval_dev_")}}
-        for h in history if "eval_dev_ndcg@10" in h
+        {
+            "epoch": float(h["epoch"]),
+            **{k[5:]: float(v) for k, v in h.items() if k.startswith("eval_dev_")},
+        }
+        for h in history
+        if "eval_dev_ndcg@10" in h
     )
     losses_ = tuple(
         {"epoch": float(h["epoch"]), "step": float(h["step"]), "loss": float(h["loss"])}
-        for h in history if "loss" in h
+        for h in history
+        if "loss" in h
     )
-    best = max(curve, key=lambda c: c["dev_ndcg@10"]) if curve else {"epoch": float(config.epochs), "dev_ndcg@10": float("nan")}
+    best = (
+        max(curve, key=lambda c: c["dev_ndcg@10"])
+        if curve
+        else {"epoch": float(config.epochs), "dev_ndcg@10": float("nan")}
+    )
     shutil.rmtree(output_dir, ignore_errors=True)
     model.eval()
     return TrainResult(
-        curve=curve, loss_curve=losses_, best_epoch=best["epoch"], best_dev_ndcg10=best["dev_ndcg@10"],
-        rows=len(dataset), steps=trainer.state.global_step, seconds=seconds,
-        rows_per_second=len(dataset) * config.epochs / seconds, precision=precision.value,
-        dims=tuple(dims), config=config.to_dict(),
+        curve=curve,
+        loss_curve=losses_,
+        best_epoch=best["epoch"],
+        best_dev_ndcg10=best["dev_ndcg@10"],
+        rows=len(dataset),
+        steps=trainer.state.global_step,
+        seconds=seconds,
+        rows_per_second=len(dataset) * config.epochs / seconds,
+        precision=precision.value,
+        dims=tuple(dims),
+        config=config.to_dict(),
     )

@@ -1,0 +1,464 @@
+"""Leakage and distribution-shift checks between query sets (train or dev versus test).
+
+A fine-tuned model scores well on test queries it has effectively seen: the same question
+twice, a paraphrase, or a test query whose relevant document was a training positive. These
+checks find such overlap, and warn when the test queries come from another population than the
+training queries, or when the dev curve falls while the training loss keeps dropping.
+
+Near duplicates are found by the Jaccard similarity of character 5-gram sets: 5 characters
+span a short word plus its neighbours, so one changed word in a 60-character query still leaves
+a Jaccard of about 0.7-0.8, while unrelated queries share almost none. Candidate pairs come from
+an inverted index over each query's *rarest* shingles (prefix filtering: two sets with Jaccard
+``>= t`` must share one of the first ``|x| - ceil(t|x|) + 1`` shingles of each in a fixed rarity
+order), so 1k x 1k queries take milliseconds instead of a million set comparisons.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+SHINGLE_SIZE = 5
+_WORD_RE = re.compile(r"\w+")
+
+
+def normalize_text(text: str) -> str:
+    """Canonical form for exact-duplicate detection.
+
+    NFKC-normalises, casefolds, collapses runs of whitespace to one space and strips
+    punctuation and spaces at both ends; punctuation inside the text is kept.
+
+    Args:
+        text: any string.
+
+    Returns:
+        The normalised string.
+
+    Example:
+        >>> normalize_text("  What  is\\tVitamin D? ")
+        'what is vitamin d'
+    """
+    text = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    start, end = 0, len(text)
+    while start < end and _is_edge_junk(text[start]):
+        start += 1
+    while end > start and _is_edge_junk(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
+def _is_edge_junk(char: str) -> bool:
+    """Whether ``char`` is punctuation or a space, which :func:`normalize_text` trims."""
+    return char == " " or unicodedata.category(char).startswith("P")
+
+
+def _shingles(text: str) -> frozenset[str]:
+    """Character 5-grams of a normalised text; a shorter non-empty text is its own shingle."""
+    if len(text) <= SHINGLE_SIZE:
+        return frozenset({text}) if text else frozenset()
+    return frozenset(text[i : i + SHINGLE_SIZE] for i in range(len(text) - SHINGLE_SIZE + 1))
+
+
+def _jaccard(x: frozenset[str], y: frozenset[str]) -> float:
+    """``|x & y| / |x | y|``; two empty sets are identical (1.0)."""
+    if not x and not y:
+        return 1.0
+    inter = len(x & y)
+    return inter / (len(x) + len(y) - inter)
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """A query of set ``a`` (train/dev) that duplicates a query of set ``b`` (test).
+
+    Attributes:
+        qid_a: query id in ``a``.
+        qid_b: query id in ``b``.
+        text_a: original text of ``qid_a``.
+        text_b: original text of ``qid_b``.
+        kind: ``"exact"`` (same :func:`normalize_text`) or ``"near"``.
+        char_similarity: Jaccard similarity of the character 5-gram sets of the normalised texts.
+        cosine: cosine of the two embeddings, None when no embeddings were given.
+    """
+
+    qid_a: str
+    qid_b: str
+    text_a: str
+    text_b: str
+    kind: str
+    char_similarity: float
+    cosine: float | None
+
+
+@dataclass(frozen=True)
+class LeakageReport:
+    """Duplicate queries between a training (or dev) set and a test set.
+
+    Attributes:
+        exact: pairs with the same normalised text, sorted by ``(qid_a, qid_b)``.
+        near: other pairs above either threshold, sorted by ``(qid_a, qid_b)``.
+        char_threshold: character Jaccard threshold used.
+        cosine_threshold: embedding cosine threshold used.
+    """
+
+    exact: tuple[DuplicatePair, ...]
+    near: tuple[DuplicatePair, ...]
+    char_threshold: float
+    cosine_threshold: float
+
+    @property
+    def leaked_qids(self) -> frozenset[str]:
+        """The ``a``-side qids of every pair: drop these from training to remove the leak."""
+        return frozenset(pair.qid_a for pair in self.exact + self.near)
+
+
+def _check_embeddings(
+    name_a: str, emb_a: np.ndarray | None, n_a: int, name_b: str, emb_b: np.ndarray | None, n_b: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Validated, L2-normalised float64 copies of two optional embedding matrices, or None."""
+    if emb_a is None and emb_b is None:
+        return None
+    if emb_a is None or emb_b is None:
+        missing = name_a if emb_a is None else name_b
+        raise ValueError(
+            f"{missing} is None but the other embeddings were given: pass both or neither"
+        )
+    arrays = []
+    for name, emb, n in ((name_a, emb_a, n_a), (name_b, emb_b, n_b)):
+        emb = np.asarray(emb, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise ValueError(
+                f"{name} must be a 2-D array with one row per query ({n}, dim) in sorted-qid "
+                f"order, got shape {emb.shape}"
+            )
+        if not np.isfinite(emb).all():
+            raise ValueError(f"{name} contains NaN or infinite values: check the encoder output")
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)  # (n, 1)
+        if n and not norms.all():
+            row = int(np.flatnonzero(norms[:, 0] == 0)[0])
+            raise ValueError(f"{name} row {row} is all zeros: it has no direction to compare")
+        arrays.append(emb / np.where(norms == 0, 1.0, norms))  # unit rows: dot = cosine
+    if arrays[0].shape[1] != arrays[1].shape[1]:
+        raise ValueError(
+            f"{name_a} and {name_b} have different widths ({arrays[0].shape[1]} vs "
+            f"{arrays[1].shape[1]}): encode both query sets with the same model"
+        )
+    return arrays[0], arrays[1]
+
+
+def _check_threshold(name: str, value: float) -> None:
+    """Raise unless ``0 < value <= 1``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+
+
+def _char_near(
+    shingles_a: list[frozenset[str]], shingles_b: list[frozenset[str]], threshold: float
+) -> set[tuple[int, int]]:
+    """``(row_a, row_b)`` of every pair with Jaccard ``>= threshold``."""
+    df = Counter(
+        s for sets in (shingles_a, shingles_b) for shingle_set in sets for s in shingle_set
+    )
+
+    def prefix(shingle_set: frozenset[str]) -> list[str]:
+        # The 1e-9 guards ceil() against 0.8 * 5 = 4.000000000000001 style rounding.
+        keep = len(shingle_set) - math.ceil(threshold * len(shingle_set) - 1e-9) + 1
+        return sorted(shingle_set, key=lambda s: (df[s], s))[:keep]
+
+    index: defaultdict[str, list[int]] = defaultdict(list)
+    for j, shingle_set in enumerate(shingles_b):
+        for shingle in prefix(shingle_set):
+            index[shingle].append(j)
+    found: set[tuple[int, int]] = set()
+    for i, shingle_set in enumerate(shingles_a):
+        candidates = {j for shingle in prefix(shingle_set) for j in index.get(shingle, ())}
+        found.update(
+            (i, j) for j in candidates if _jaccard(shingle_set, shingles_b[j]) >= threshold
+        )
+    return found
+
+
+def _cosine_near(emb_a: np.ndarray, emb_b: np.ndarray, threshold: float) -> set[tuple[int, int]]:
+    """``(row_a, row_b)`` pairs whose dot product is ``>= threshold``, a block of rows at a time."""
+    pairs: set[tuple[int, int]] = set()
+    rows = max(1, 4_000_000 // max(1, len(emb_b)))  # ~32 MB of float64 scores per block
+    for start in range(0, len(emb_a), rows):
+        scores = emb_a[start : start + rows] @ emb_b.T  # (rows, n_b)
+        pairs.update(
+            (start + int(i), int(j)) for i, j in zip(*np.nonzero(scores >= threshold), strict=True)
+        )
+    return pairs
+
+
+def find_duplicates(
+    a: Mapping[str, str],
+    b: Mapping[str, str],
+    emb_a: np.ndarray | None = None,
+    emb_b: np.ndarray | None = None,
+    char_threshold: float = 0.8,
+    cosine_threshold: float = 0.95,
+) -> LeakageReport:
+    """Find test queries that duplicate training (or dev) queries.
+
+    Args:
+        a: training or dev queries, ``qid -> text``.
+        b: test queries, ``qid -> text``.
+        emb_a: optional ``(len(a), dim)`` embeddings of ``a`` in sorted-qid order (normalised
+            here, so cosine is a dot product).
+        emb_b: the same for ``b``; give both or neither.
+        char_threshold: character 5-gram Jaccard at or above which a pair is near.
+        cosine_threshold: embedding cosine at or above which a pair is near.
+
+    Returns:
+        A :class:`LeakageReport`; ``exact`` pairs share :func:`normalize_text`, ``near`` pairs are
+        the other ones above either threshold.
+
+    Raises:
+        ValueError: a threshold is outside ``(0, 1]``, or the embeddings are one-sided, of the
+            wrong shape or not finite.
+
+    Example:
+        >>> report = find_duplicates({"t1": "What is DNA?"}, {"s1": "what is  dna"})
+        >>> [(p.qid_a, p.qid_b, p.kind) for p in report.exact]
+        [('t1', 's1', 'exact')]
+    """
+    _check_threshold("char_threshold", char_threshold)
+    _check_threshold("cosine_threshold", cosine_threshold)
+    qids_a, qids_b = sorted(a), sorted(b)
+    embeddings = _check_embeddings("emb_a", emb_a, len(qids_a), "emb_b", emb_b, len(qids_b))
+    norm_a = [normalize_text(a[q]) for q in qids_a]
+    norm_b = [normalize_text(b[q]) for q in qids_b]
+    shingles_a, shingles_b = [_shingles(t) for t in norm_a], [_shingles(t) for t in norm_b]
+
+    rows_b: defaultdict[str, list[int]] = defaultdict(list)
+    for j, text in enumerate(norm_b):
+        rows_b[text].append(j)
+    exact = {(i, j) for i, text in enumerate(norm_a) for j in rows_b.get(text, ())}
+    near = _char_near(shingles_a, shingles_b, char_threshold)
+    if embeddings is not None:
+        near |= _cosine_near(*embeddings, cosine_threshold)
+
+    def pair(i: int, j: int, kind: str) -> DuplicatePair:
+        cosine = None if embeddings is None else float(embeddings[0][i] @ embeddings[1][j])
+        similarity = _jaccard(shingles_a[i], shingles_b[j])
+        return DuplicatePair(
+            qids_a[i], qids_b[j], a[qids_a[i]], b[qids_b[j]], kind, similarity, cosine
+        )
+
+    exact_pairs = tuple(pair(i, j, "exact") for i, j in sorted(exact))
+    near_pairs = tuple(pair(i, j, "near") for i, j in sorted(near - exact))
+    return LeakageReport(exact_pairs, near_pairs, char_threshold, cosine_threshold)
+
+
+def _positive_docs(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, set[str]]:
+    """``qid -> relevant doc ids`` (relevance ``>= 1``) for queries that have any."""
+    docs = {qid: {d for d, rel in judged.items() if rel >= 1} for qid, judged in qrels.items()}
+    return {qid: found for qid, found in docs.items() if found}
+
+
+def shared_positives(
+    train_qrels: Mapping[str, Mapping[str, int]], test_qrels: Mapping[str, Mapping[str, int]]
+) -> dict[str, int]:
+    """How much the test split's relevant documents overlap with the training positives.
+
+    A test query whose relevant document was a training positive can be answered by a model
+    that memorised the document rather than learned to match the query.
+
+    Args:
+        train_qrels: ``qid -> docid -> relevance`` of the training (or dev) split.
+        test_qrels: the same for the test split.
+
+    Returns:
+        ``test_queries`` (test queries with a relevant document),
+        ``test_queries_with_a_training_positive`` (of those, how many have a relevant document
+        that is relevant to some training query), ``test_positive_docs`` (distinct relevant test
+        documents) and ``test_positive_docs_seen_in_training``.
+
+    Example:
+        >>> shared_positives({"t1": {"d1": 1}}, {"s1": {"d1": 1}, "s2": {"d2": 2, "d3": 0}})
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'test_queries': 2, 'test_queries_with_a_training_positive': 1, 'test_positive_docs': 2,
+         'test_positive_docs_seen_in_training': 1}
+    """
+    train_docs = set().union(*_positive_docs(train_qrels).values())
+    test = _positive_docs(test_qrels)
+    test_docs = set().union(*test.values())
+    return {
+        "test_queries": len(test),
+        "test_queries_with_a_training_positive": sum(1 for d in test.values() if d & train_docs),
+        "test_positive_docs": len(test_docs),
+        "test_positive_docs_seen_in_training": len(test_docs & train_docs),
+    }
+
+
+@dataclass(frozen=True)
+class ShiftReport:
+    """How far the test queries are from the training queries.
+
+    Attributes:
+        train_mean_words: mean words per training query.
+        test_mean_words: mean words per test query.
+        length_ratio: ``test_mean_words / train_mean_words``.
+        vocabulary_overlap: share of test word occurrences (lowercased) that also occur in the
+            training queries.
+        centroid_cosine: cosine between the mean training and mean test query embeddings, None
+            without embeddings.
+        warnings: one sentence per check outside its expected range (empty when none).
+    """
+
+    train_mean_words: float
+    test_mean_words: float
+    length_ratio: float
+    vocabulary_overlap: float
+    centroid_cosine: float | None
+    warnings: tuple[str, ...]
+
+
+def _words(text: str) -> list[str]:
+    """Lowercased word tokens."""
+    return _WORD_RE.findall(text.lower())
+
+
+def _centroid_cosine(emb_train: np.ndarray, emb_test: np.ndarray) -> float:
+    """Cosine between the row means of two embedding matrices."""
+    centroids = emb_train.mean(axis=0), emb_test.mean(axis=0)  # (dim,), (dim,)
+    norms = [float(np.linalg.norm(c)) for c in centroids]
+    if min(norms) == 0:
+        raise ValueError("an embedding centroid has zero norm: the mean of the embeddings is 0")
+    return float(centroids[0] @ centroids[1]) / (norms[0] * norms[1])
+
+
+def distribution_shift(
+    train: Mapping[str, str],
+    test: Mapping[str, str],
+    emb_train: np.ndarray | None = None,
+    emb_test: np.ndarray | None = None,
+) -> ShiftReport:
+    """Compare query length, vocabulary and (optionally) embedding centroids of two query sets.
+
+    Warnings are raised when the length ratio is outside ``[0.5, 2]``, the vocabulary overlap
+    is below 0.5 or the centroid cosine below 0.8: thresholds loose enough that two random
+    halves of one dataset never trip them.
+
+    Args:
+        train: training queries, ``qid -> text``.
+        test: test queries, ``qid -> text``.
+        emb_train: optional ``(len(train), dim)`` embeddings in sorted-qid order.
+        emb_test: the same for ``test``; give both or neither.
+
+    Returns:
+        A :class:`ShiftReport`.
+
+    Raises:
+        ValueError: a query set is empty or has no words, or the embeddings are one-sided, of
+            the wrong shape, not finite or average to zero.
+    """
+    tokens: dict[str, list[list[str]]] = {}
+    for name, queries in (("train", train), ("test", test)):
+        tokens[name] = [_words(text) for text in queries.values()]
+        if not any(tokens[name]):
+            raise ValueError(
+                f"{name} has no words in its {len(queries)} queries: nothing to compare"
+            )
+    train_mean = float(np.mean([len(t) for t in tokens["train"]]))
+    test_mean = float(np.mean([len(t) for t in tokens["test"]]))
+    vocabulary = {word for words in tokens["train"] for word in words}
+    test_words = [word for words in tokens["test"] for word in words]
+    overlap = sum(1 for word in test_words if word in vocabulary) / len(test_words)
+    embeddings = _check_embeddings(
+        "emb_train", emb_train, len(train), "emb_test", emb_test, len(test)
+    )
+    centroid = None if embeddings is None else _centroid_cosine(*embeddings)
+
+    ratio = test_mean / train_mean
+    warnings = []
+    if not 0.5 <= ratio <= 2:
+        warnings.append(
+            f"test queries average {test_mean:.1f} words against {train_mean:.1f} "
+            f"in training (ratio {ratio:.2f}, outside [0.5, 2])"
+        )
+    if overlap < 0.5:
+        warnings.append(f"only {overlap:.0%} of test query words occur in the training queries")
+    if centroid is not None and centroid < 0.8:
+        warnings.append(
+            f"the mean test and training query embeddings have cosine {centroid:.2f} (below 0.8)"
+        )
+    return ShiftReport(train_mean, test_mean, ratio, overlap, centroid, tuple(warnings))
+
+
+def _sorted_records(
+    records: Sequence[Mapping[str, float]], name: str, key: str
+) -> list[tuple[float, float]]:
+    """``(epoch, value)`` pairs of ``records`` sorted by epoch, after validation."""
+    pairs = []
+    for i, record in enumerate(records):
+        for field in ("epoch", key):
+            if field not in record:
+                raise ValueError(f"{name}[{i}] has no {field!r} key: got keys {sorted(record)}")
+        pair = (float(record["epoch"]), float(record[key]))
+        if not all(math.isfinite(x) for x in pair):
+            raise ValueError(f"{name}[{i}] has a non-finite value: {dict(record)}")
+        pairs.append(pair)
+    return sorted(pairs)
+
+
+def overfitting_warning(
+    curve: Sequence[Mapping[str, float]], losses: Sequence[Mapping[str, float]]
+) -> str | None:
+    """Warn when dev nDCG@10 falls at the end of training while the training loss keeps dropping.
+
+    The falling window runs from the last dev evaluation before the trailing decline to the
+    final one. The training loss "keeps dropping" when its mean inside that window is below its
+    mean over the preceding evaluation interval (or, when no loss was logged before the window,
+    when the second half of the window's losses averages below the first half).
+
+    Args:
+        curve: ``[{"epoch": e, "dev_ndcg@10": v}, ...]``; epoch 0 is the untuned model.
+        losses: ``[{"epoch": e, "loss": l}, ...]`` logged during training.
+
+    Returns:
+        A one-sentence warning naming the epochs and values, or None when the curve does not
+        fall at the end, the loss does not drop, or there are too few points to tell.
+
+    Raises:
+        ValueError: a record lacks a key or holds a non-finite value, or two dev evaluations
+            share an epoch.
+
+    Example:
+        >>> curve = [{"epoch": 0, "dev_ndcg@10": 0.5}, {"epoch": 1, "dev_ndcg@10": 0.6},
+        ...          {"epoch": 2, "dev_ndcg@10": 0.55}]
+        >>> losses = [{"epoch": 0.5, "loss": 0.9}, {"epoch": 1.0, "loss": 0.7},
+        ...           {"epoch": 1.5, "loss": 0.5}, {"epoch": 2.0, "loss": 0.4}]
+        >>> overfitting_warning(curve, losses)[:47]
+        'dev nDCG@10 fell from 0.600 at epoch 1 to 0.550'
+    """
+    points = _sorted_records(curve, "curve", "dev_ndcg@10")
+    logged = _sorted_records(losses, "losses", "loss")
+    epochs = [e for e, _ in points]
+    if len(set(epochs)) != len(epochs):
+        raise ValueError(f"curve has two dev evaluations at one epoch: epochs {epochs}")
+    start = len(points) - 1
+    while start > 0 and points[start][1] < points[start - 1][1] - 1e-9:
+        start -= 1
+    if start == len(points) - 1:
+        return None  # the last evaluation did not fall
+    (e_start, v_start), (e_end, v_end) = points[start], points[-1]
+    inside = [loss for e, loss in logged if e_start < e <= e_end]
+    e_before = points[start - 1][0] if start > 0 else -math.inf
+    before = [loss for e, loss in logged if e_before < e <= e_start]
+    if not before:  # no earlier interval: compare the halves of the window itself
+        before, inside = inside[: len(inside) // 2], inside[len(inside) // 2 :]
+    if not before or not inside or np.mean(inside) >= np.mean(before):
+        return None
+    return (
+        f"dev nDCG@10 fell from {v_start:.3f} at epoch {e_start:g} to {v_end:.3f} at epoch "
+        f"{e_end:g} while the mean training loss kept dropping ({np.mean(before):.3f} -> "
+        f"{np.mean(inside):.3f}): the model is likely overfitting; keep the epoch-{e_start:g} "
+        "checkpoint or train for fewer epochs"
+    )

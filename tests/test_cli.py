@@ -1,0 +1,140 @@
+"""The `honed` command: dispatch, one-line errors with exit code 1, and a fast --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from honed.cli import main
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys, honed.cli; honed.cli.build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False"
+
+
+def test_check_ok(mini_beir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(mini_beir)]) == 0
+    out = capsys.readouterr().out
+    assert "40 documents, 24 queries" in out
+    assert "next: honed run" in out
+
+
+def test_check_reports_problems_and_exits_1(
+    mini_beir_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (mini_beir_copy / "qrels" / "test.tsv").open("a") as handle:
+        handle.write("q17\tnot-a-doc\t1\n")
+    assert main(["check", str(mini_beir_copy)]) == 1
+    captured = capsys.readouterr()
+    assert "not-a-doc" in captured.out
+    assert captured.err.startswith("error: ")
+
+
+def test_missing_folder_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", str(tmp_path / "nope"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.rstrip().endswith(errors[0])  # one line, and it is the last
+    assert "does not exist" in errors[0] and "fix:" in errors[0]
+    assert "Traceback" not in err
+
+
+def test_bad_json_line_names_file_and_line(
+    mini_beir_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = mini_beir_copy / "corpus.jsonl"
+    lines = corpus.read_text().splitlines()
+    lines[2] = lines[2][:-5]  # truncate a JSON object
+    corpus.write_text("\n".join(lines) + "\n")
+    code = main(["evaluate", "all-MiniLM-L6-v2", str(mini_beir_copy)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "corpus.jsonl:3" in err
+
+
+def test_existing_out_is_refused(
+    mini_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    assert main(["run", str(mini_beir), "--out", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "user file"
+
+
+def test_bad_option_value_is_one_line(
+    mini_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(mini_beir), "--out", str(tmp_path / "r"), "--margin", "1.5"]) == 1
+    assert "margin" in capsys.readouterr().err
+
+
+def test_evaluate_mine_train_report_chain(
+    mini_beir: Path, tiny_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mined = tmp_path / "mined.jsonl"
+    assert (
+        main(
+            [
+                "mine",
+                str(mini_beir),
+                "--out",
+                str(mined),
+                "--base",
+                str(tiny_model_path),
+                "--negatives",
+                "2",
+                "--depth",
+                "5",
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
+    assert mined.is_file() and (tmp_path / "mining_report.json").is_file()
+    assert "next: honed train" in capsys.readouterr().out
+    model = tmp_path / "model"
+    assert (
+        main(
+            [
+                "train",
+                str(mined),
+                "--out",
+                str(model),
+                "--base",
+                str(tiny_model_path),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--mini-batch-size",
+                "4",
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
+    assert (model / "config.json").is_file()
+    metrics_path = tmp_path / "metrics.json"
+    assert main(["evaluate", str(model), str(mini_beir), "--bm25", "--out", str(metrics_path)]) == 0
+    metrics = json.loads(metrics_path.read_text())
+    assert set(metrics) == {"dense", "bm25"} and "ndcg@10" in metrics["dense"]["32"]
+    # a second mine into the same file is refused
+    assert main(["mine", str(mini_beir), "--out", str(mined), "--base", str(tiny_model_path)]) == 1
+
+
+def test_report_needs_a_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 1
+    assert "report.json" in capsys.readouterr().err

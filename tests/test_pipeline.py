@@ -1,0 +1,243 @@
+"""End-to-end `honed run` with the tiny model, and the run folder it leaves."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from honed.mine import MiningConfig
+from honed.pipeline import RunConfig, prepare_run_dir, run_pipeline
+from honed.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny_config(data: Path, out: Path, model: Path, **kw: object) -> RunConfig:
+    training = TrainConfig(
+        epochs=2, batch_size=8, mini_batch_size=4, precision="fp32", logging_steps=1
+    )
+    return RunConfig(
+        data=str(data),
+        out=str(out),
+        base_model=str(model),
+        dev_fraction=0.25,
+        min_dev_queries=4,
+        precision="fp32",
+        mining=MiningConfig(num_negatives=2, depth=10),
+        training=training,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(mini_beir: Path, tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    messages: list[str] = []
+    result = run_pipeline(_tiny_config(mini_beir, out, tiny_model_path), notify=messages.append)
+    return out, result, messages
+
+
+@pytest.mark.slow
+def test_run_folder_has_every_artifact(tiny_run) -> None:
+    out, _, _ = tiny_run
+    for name in (
+        "config.json",
+        "data.json",
+        "mined.jsonl",
+        "mining_report.json",
+        "report.md",
+        "report.json",
+        "status.json",
+        "metrics/base.json",
+        "metrics/bm25.json",
+        "metrics/tuned.json",
+        "plots/ndcg_vs_dim.png",
+        "plots/training_curve.png",
+        "model/README.md",
+    ):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoints").exists()
+    status = json.loads((out / "status.json").read_text())
+    assert status["completed"] == [
+        "load",
+        "baseline",
+        "mine",
+        "train",
+        "evaluate",
+        "save",
+        "report",
+    ]
+    config = json.loads((out / "config.json").read_text())
+    assert (
+        config["seed"] == 42
+        and config["mining"]["num_negatives"] == 2
+        and "honed_version" in config
+    )
+
+
+@pytest.mark.slow
+def test_model_loads_without_honed(tiny_run) -> None:
+    out, _, _ = tiny_run
+    code = (
+        "import sys; sys.modules['honed'] = None\n"  # honed must not be needed to load the model
+        "from sentence_transformers import SentenceTransformer\n"
+        f"m = SentenceTransformer({str(out / 'model')!r}, device='cpu')\n"
+        "print(m.encode(['vitamin d']).shape)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "(1, 32)" in done.stdout
+
+
+@pytest.mark.slow
+def test_metrics_cover_every_system_split_and_dim(tiny_run) -> None:
+    _, result, messages = tiny_run
+    assert set(result.metrics) == {"base", "bm25", "tuned"}
+    for system in ("base", "tuned"):
+        for split in ("dev", "test"):
+            assert set(result.metrics[system][split]) == {
+                "32"
+            }  # the tiny model is 32 wide: no prefix dims
+            values = result.metrics[system][split]["32"]
+            assert set(values) >= {"ndcg@10", "mrr@10", "recall@100", "map@100"}
+            assert all(0.0 <= v <= 1.0 for v in values.values())
+    assert result.verdict["recommendation"] in {"base", "tuned"}
+    assert any("baseline" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_each_text_encoded_once_per_model(tiny_run, mini_beir: Path) -> None:
+    _, result, _ = tiny_run
+    n_docs = result.data["documents"]
+    n_queries = sum(result.data["splits"][s]["queries"] for s in ("train", "dev", "test"))
+    # base: corpus + all queries once; each epoch's dev evaluation: corpus + dev queries; tuned test
+    # evaluation: only the test queries (its corpus encoding is the kept epoch's, from the cache).
+    n_dev = result.data["splits"]["dev"]["queries"]
+    n_test = result.data["splits"]["test"]["queries"]
+    epochs = result.training["config"]["epochs"]
+    expected = n_docs + n_queries + epochs * (n_docs + n_dev) + n_test
+    assert result.encode_stats["encoded"] == expected
+
+
+@pytest.mark.slow
+def test_verdict_recommends_base_when_tuning_hurts_dev(tiny_run) -> None:
+    from honed.pipeline import make_verdict
+
+    _, result, _ = tiny_run
+    metrics = json.loads(json.dumps(result.metrics))
+    metrics["tuned"]["dev"]["32"]["ndcg@10"] = metrics["base"]["dev"]["32"]["ndcg@10"] - 0.1
+    verdict = make_verdict(metrics, [32], _FakeTrain())
+    assert verdict["recommendation"] == "base"
+    assert verdict["sentences"][0].startswith("Fine-tuning did NOT help on dev")
+
+
+class _FakeTrain:
+    best_epoch = 1.0
+
+
+def test_existing_run_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        prepare_run_dir(out, overwrite=False)
+    with pytest.raises(FileExistsError, match="not a honed run folder"):
+        prepare_run_dir(out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"  # nothing the user made is lost
+
+
+def test_overwrite_replaces_a_honed_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"honed_version": "0.1.0"}))
+    (out / "old.txt").write_text("x")
+    prepare_run_dir(out, overwrite=True)
+    assert out.is_dir() and not any(out.iterdir())
+
+
+def test_run_needs_train_and_test_splits(
+    mini_beir_copy: Path, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    (mini_beir_copy / "qrels" / "test.tsv").unlink()
+    with pytest.raises(ValueError, match="no test.tsv"):
+        run_pipeline(_tiny_config(mini_beir_copy, tmp_path / "r", tiny_model_path))
+
+
+def test_leaked_training_queries_are_dropped(mini_beir_copy: Path) -> None:
+    from honed.data import load_beir
+    from honed.pipeline import split_data
+
+    test_line = (mini_beir_copy / "qrels" / "test.tsv").read_text().splitlines()[1]
+    with (mini_beir_copy / "qrels" / "train.tsv").open("a") as handle:
+        handle.write(test_line + "\n")
+    data = load_beir(mini_beir_copy)
+    config = RunConfig(data=str(mini_beir_copy), out="unused", dev_fraction=0.25, min_dev_queries=2)
+    train, dev, test, leaked = split_data(data, config)
+    leaked_qid = test_line.split("\t")[0]
+    assert leaked == [leaked_qid]
+    assert leaked_qid not in train and leaked_qid not in dev and leaked_qid in test
+
+
+def test_run_config_validation() -> None:
+    with pytest.raises(ValueError, match="dev_fraction"):
+        RunConfig(data="d", out="o", dev_fraction=1.5)
+    with pytest.raises(ValueError, match="min_dev_queries"):
+        RunConfig(data="d", out="o", min_dev_queries=0)
+    with pytest.raises(ValueError, match="encode_batch_size"):
+        RunConfig(data="d", out="o", encode_batch_size=0)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_real_minilm_on_a_tiny_slice(tmp_path: Path) -> None:
+    """`honed run` with the real all-MiniLM-L6-v2 on a slice of the bundled SciFact demo."""
+    src = REPO / "examples" / "scifact-mini"
+    data = _slice(src, tmp_path / "slice", n_train=40, n_test=12, n_docs=150)
+    training = TrainConfig(epochs=1, batch_size=16, mini_batch_size=16, max_seq_length=128)
+    config = RunConfig(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        dev_fraction=0.25,
+        min_dev_queries=8,
+        mining=MiningConfig(num_negatives=1),
+        training=training,
+    )
+    result = run_pipeline(config)
+    full = result.metrics["base"]["test"]["384"]["ndcg@10"]
+    assert set(result.metrics["tuned"]["test"]) == {"384", "256", "128", "64"}
+    assert 0.3 < full <= 1.0  # the real model retrieves SciFact abstracts far above chance
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def _slice(src: Path, dst: Path, n_train: int, n_test: int, n_docs: int) -> Path:
+    rng = random.Random(0)
+    (dst / "qrels").mkdir(parents=True)
+    qrels = {}
+    keep_docs: set[str] = set()
+    for split, n in (("train", n_train), ("test", n_test)):
+        lines = (src / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]
+        qids = sorted({line.split("\t")[0] for line in lines})
+        chosen = set(rng.sample(qids, n))
+        rows = [line for line in lines if line.split("\t")[0] in chosen]
+        keep_docs |= {r.split("\t")[1] for r in rows}
+        qrels[split] = rows
+        (dst / "qrels" / f"{split}.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n"
+        )
+    docs = [json.loads(line) for line in (src / "corpus.jsonl").read_text().splitlines()]
+    extra = [d for d in docs if d["_id"] not in keep_docs][: max(0, n_docs - len(keep_docs))]
+    kept = [d for d in docs if d["_id"] in keep_docs] + extra
+    (dst / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in kept))
+    qids_all = {r.split("\t")[0] for rows in qrels.values() for r in rows}
+    queries = [
+        line
+        for line in (src / "queries.jsonl").read_text().splitlines()
+        if json.loads(line)["_id"] in qids_all
+    ]
+    (dst / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    return dst
