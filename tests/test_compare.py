@@ -23,7 +23,9 @@ def _paired_sample(seed: int = 5, n: int = 200, shift: float = 0.04) -> tuple[di
     rng = np.random.default_rng(seed)
     a = rng.uniform(0.2, 0.8, n)
     b = a + rng.normal(shift, 0.3, n)
-    return {f"q{i:03d}": float(a[i]) for i in range(n)}, {f"q{i:03d}": float(b[i]) for i in range(n)}
+    return {f"q{i:03d}": float(a[i]) for i in range(n)}, {
+        f"q{i:03d}": float(b[i]) for i in range(n)
+    }
 
 
 def _diffs(a: dict, b: dict) -> np.ndarray:
@@ -82,7 +84,9 @@ def test_clearly_better_system() -> None:
 
 def test_deterministic_for_a_seed() -> None:
     a, b = _paired_sample()
-    assert paired_test(a, b, n_resamples=2000, seed=3) == paired_test(a, b, n_resamples=2000, seed=3)
+    assert paired_test(a, b, n_resamples=2000, seed=3) == paired_test(
+        a, b, n_resamples=2000, seed=3
+    )
     other = paired_test(a, b, n_resamples=2000, seed=4)
     assert other.ci_low != paired_test(a, b, n_resamples=2000, seed=3).ci_low
 
@@ -97,7 +101,9 @@ def test_chunking_keeps_the_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_ties_use_a_tolerance() -> None:
-    result = paired_test({"q1": 0.5, "q2": 0.5, "q3": 0.2}, {"q1": 0.5 + 1e-12, "q2": 0.7, "q3": 0.1})
+    result = paired_test(
+        {"q1": 0.5, "q2": 0.5, "q3": 0.2}, {"q1": 0.5 + 1e-12, "q2": 0.7, "q3": 0.1}
+    )
     assert (result.wins, result.ties, result.losses) == (1, 1, 1)
 
 

@@ -123,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="re-render report.md and plots from a run folder's report.json"
     )
     p.add_argument("run_dir")
+
+    p = sub.add_parser(
+        "diagnose", help="measure whether a domain is worth fine-tuning (trains only with --probe)"
+    )
+    p.add_argument("data", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv")
+    p.add_argument("--base", default="all-MiniLM-L6-v2", help="base model folder or hub id")
+    p.add_argument(
+        "--probe", action="store_true", help="also fine-tune briefly on a slice and measure the gain"
+    )
+    p.add_argument("--probe-rows", type=int, default=128, help="training rows of the probe")
+    p.add_argument("--out", help="also write the report (markdown) to this file")
+    _add_model_args(p)
     return parser
 
 
@@ -318,6 +330,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from honed.diagnose import DiagnoseConfig, Verdict, diagnose, render_diagnosis
+
+    config = DiagnoseConfig(
+        data=args.data,
+        base_model=args.base,
+        probe=args.probe,
+        probe_rows=args.probe_rows,
+        device=args.device,
+        precision=args.precision,
+        trust_remote_code=args.trust_remote_code,
+    )
+    result = diagnose(
+        config,
+        notify=lambda m: print(f"[honed] {m}", file=sys.stderr, flush=True),
+        show_progress_bar=True,
+    )
+    text = render_diagnosis(result)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    if result.verdict is Verdict.NOT_RECOMMENDED:
+        print(f"next: use the base model as it is, or compare: honed evaluate {args.base} {args.data} --bm25")
+    else:
+        print(f"next: honed run {args.data} --out runs/{Path(args.data).name} --base {args.base}")
+    return 0
+
+
 HANDLERS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -325,6 +366,7 @@ HANDLERS = {
     "mine": cmd_mine,
     "train": cmd_train,
     "report": cmd_report,
+    "diagnose": cmd_diagnose,
 }
 
 

@@ -345,6 +345,16 @@ def _top_docs(run: Run, qids: list[str]) -> dict[str, str | None]:
     return {qid: next(iter(_rank(qid, run.get(qid, {}), 1)), None) for qid in qids}
 
 
+def _check_texts(qids: list[str], queries: Mapping[str, str]) -> None:
+    """Raise unless ``queries`` has a text for every qid."""
+    missing = [qid for qid in qids if qid not in queries]
+    if missing:
+        raise ValueError(
+            f"queries has no text for {len(missing)} evaluated qids (e.g. {missing[0]!r}): pass "
+            "the queries of the dataset, e.g. load_beir(path).queries"
+        )
+
+
 def _is_relevant(judged: Mapping[str, int], doc_id: str | None) -> bool:
     """Whether ``doc_id`` is judged relevant (relevance ``>= 1``); False for None."""
     return doc_id is not None and judged.get(doc_id, 0) >= 1
@@ -382,12 +392,7 @@ def query_changes(
     values_a = per_query(qrels, run_a, [metric])[metric]
     values_b = per_query(qrels, run_b, [metric])[metric]
     qids = sorted(values_a)
-    missing = [qid for qid in qids if qid not in queries]
-    if missing:
-        raise ValueError(
-            f"queries has no text for {len(missing)} evaluated qids (e.g. {missing[0]!r}): pass "
-            "the queries of the dataset, e.g. load_beir(path).queries"
-        )
+    _check_texts(qids, queries)
     ranks_a, ranks_b = first_relevant_ranks(qrels, run_a), first_relevant_ranks(qrels, run_b)
     tops_a, tops_b = _top_docs(run_a, qids), _top_docs(run_b, qids)
     changes = [

@@ -5,12 +5,12 @@ twice, a paraphrase, or a test query whose relevant document was a training posi
 checks find such overlap, and warn when the test queries come from another population than the
 training queries, or when the dev curve falls while the training loss keeps dropping.
 
-Near duplicates are found by the Jaccard similarity of character 5-gram sets: 5 characters
-span a short word plus its neighbours, so one changed word in a 60-character query still leaves
-a Jaccard of about 0.7-0.8, while unrelated queries share almost none. Candidate pairs come from
-an inverted index over each query's *rarest* shingles (prefix filtering: two sets with Jaccard
-``>= t`` must share one of the first ``|x| - ceil(t|x|) + 1`` shingles of each in a fixed rarity
-order), so 1k x 1k queries take milliseconds instead of a million set comparisons.
+Near duplicates are found by the Jaccard similarity of character 5-gram sets. Changing one
+6-letter word alters ~10 shingles on each side: a 100-character query keeps a Jaccard of ~0.8
+(the default threshold), a 50-character one only ~0.64, so short paraphrases need the embedding
+cosine. Candidate pairs come from an inverted index over each query's *rarest* shingles (prefix
+filtering: sets with Jaccard ``>= t`` share one of the first ``|x| - ceil(t|x|) + 1`` shingles
+of each in a fixed rarity order), so 1k x 1k queries need far fewer than 1M comparisons.
 """
 
 from __future__ import annotations
@@ -118,38 +118,42 @@ class LeakageReport:
         return frozenset(pair.qid_a for pair in self.exact + self.near)
 
 
+def _unit_rows(name: str, emb: np.ndarray, n: int) -> np.ndarray:
+    """A validated float64 copy of ``emb`` with L2-normalised rows (so dot = cosine)."""
+    emb = np.asarray(emb, dtype=np.float64)
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise ValueError(
+            f"{name} must be a 2-D array with one row per query ({n}, dim) in sorted-qid order, "
+            f"got shape {emb.shape}"
+        )
+    if not np.isfinite(emb).all():
+        raise ValueError(f"{name} contains NaN or infinite values: check the encoder output")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)  # (n, 1)
+    if (norms == 0).any():
+        row = int(np.flatnonzero(norms[:, 0] == 0)[0])
+        raise ValueError(f"{name} row {row} is all zeros: it has no direction to compare")
+    return emb / norms
+
+
 def _check_embeddings(
-    name_a: str, emb_a: np.ndarray | None, n_a: int, name_b: str, emb_b: np.ndarray | None, n_b: int
+    names: tuple[str, str],
+    embs: tuple[np.ndarray | None, np.ndarray | None],
+    sizes: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Validated, L2-normalised float64 copies of two optional embedding matrices, or None."""
+    """Both embedding matrices validated and normalised, or None when neither was given."""
+    emb_a, emb_b = embs
     if emb_a is None and emb_b is None:
         return None
     if emb_a is None or emb_b is None:
-        missing = name_a if emb_a is None else name_b
+        missing = names[0] if emb_a is None else names[1]
+        raise ValueError(f"{missing} is None but the other embeddings were given: pass both")
+    a, b = _unit_rows(names[0], emb_a, sizes[0]), _unit_rows(names[1], emb_b, sizes[1])
+    if a.shape[1] != b.shape[1]:
         raise ValueError(
-            f"{missing} is None but the other embeddings were given: pass both or neither"
+            f"{names[0]} and {names[1]} have different widths ({a.shape[1]} vs {b.shape[1]}): "
+            "encode both query sets with the same model"
         )
-    arrays = []
-    for name, emb, n in ((name_a, emb_a, n_a), (name_b, emb_b, n_b)):
-        emb = np.asarray(emb, dtype=np.float64)
-        if emb.ndim != 2 or emb.shape[0] != n:
-            raise ValueError(
-                f"{name} must be a 2-D array with one row per query ({n}, dim) in sorted-qid "
-                f"order, got shape {emb.shape}"
-            )
-        if not np.isfinite(emb).all():
-            raise ValueError(f"{name} contains NaN or infinite values: check the encoder output")
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)  # (n, 1)
-        if n and not norms.all():
-            row = int(np.flatnonzero(norms[:, 0] == 0)[0])
-            raise ValueError(f"{name} row {row} is all zeros: it has no direction to compare")
-        arrays.append(emb / np.where(norms == 0, 1.0, norms))  # unit rows: dot = cosine
-    if arrays[0].shape[1] != arrays[1].shape[1]:
-        raise ValueError(
-            f"{name_a} and {name_b} have different widths ({arrays[0].shape[1]} vs "
-            f"{arrays[1].shape[1]}): encode both query sets with the same model"
-        )
-    return arrays[0], arrays[1]
+    return a, b
 
 
 def _check_threshold(name: str, value: float) -> None:
@@ -221,7 +225,7 @@ def find_duplicates(
 
     Raises:
         ValueError: a threshold is outside ``(0, 1]``, or the embeddings are one-sided, of the
-            wrong shape or not finite.
+            wrong shape or width, not finite, or have an all-zero row.
 
     Example:
         >>> report = find_duplicates({"t1": "What is DNA?"}, {"s1": "what is  dna"})
@@ -231,7 +235,7 @@ def find_duplicates(
     _check_threshold("char_threshold", char_threshold)
     _check_threshold("cosine_threshold", cosine_threshold)
     qids_a, qids_b = sorted(a), sorted(b)
-    embeddings = _check_embeddings("emb_a", emb_a, len(qids_a), "emb_b", emb_b, len(qids_b))
+    embeddings = _check_embeddings(("emb_a", "emb_b"), (emb_a, emb_b), (len(a), len(b)))
     norm_a = [normalize_text(a[q]) for q in qids_a]
     norm_b = [normalize_text(b[q]) for q in qids_b]
     shingles_a, shingles_b = [_shingles(t) for t in norm_a], [_shingles(t) for t in norm_b]
@@ -371,9 +375,8 @@ def distribution_shift(
     vocabulary = {word for words in tokens["train"] for word in words}
     test_words = [word for words in tokens["test"] for word in words]
     overlap = sum(1 for word in test_words if word in vocabulary) / len(test_words)
-    embeddings = _check_embeddings(
-        "emb_train", emb_train, len(train), "emb_test", emb_test, len(test)
-    )
+    names = ("emb_train", "emb_test")
+    embeddings = _check_embeddings(names, (emb_train, emb_test), (len(train), len(test)))
     centroid = None if embeddings is None else _centroid_cosine(*embeddings)
 
     ratio = test_mean / train_mean

@@ -97,6 +97,7 @@ def render_markdown(run: RunResult) -> str:
         f"{', '.join(map(str, training['dims']))}. Epoch 0 is the untuned model; the epoch with the best "
         f"dev nDCG@10 is kept (epoch {training['best_epoch']:g}).\n\n" + _curve_table(training),
         "![training curve](plots/training_curve.png)",
+        *([_evidence_section(run.evidence)] if run.evidence else []),
         "## Hard-negative mining\n\n" + _mining_table(run.mining),
         "## Data\n\n" + _data_section(data),
         "## Time per stage\n\n| stage | seconds |\n|---|---:|\n"
@@ -107,6 +108,141 @@ def render_markdown(run: RunResult) -> str:
         "## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in run.environment.items()),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _significance_table(tests: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| comparison | metric | mean A | mean B | B - A | 95% CI | p | wins / ties / losses |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for t in tests:
+        p = "< 0.001" if t["p_value"] < 0.001 else f"{t['p_value']:.3f}"
+        lines.append(
+            f"| {t['system_b']} vs {t['system_a']} | {t['metric']} | {t['mean_a']:.4f} | "
+            f"{t['mean_b']:.4f} | {t['delta']:+.4f} | [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] | "
+            f"{p} | {t['wins']} / {t['ties']} / {t['losses']} |"
+        )
+    return "\n".join(lines)
+
+
+def _changes_table(changes: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| query | nDCG@10 base -> tuned | first relevant rank | top document base / tuned |",
+        "|---|---|---|---|",
+    ]
+    for c in changes:
+        text = c["query"].replace("|", "/")[:90]
+        ranks = f"{c['first_relevant_rank_a'] or '>100'} -> {c['first_relevant_rank_b'] or '>100'}"
+        tops = (
+            f"{c['top_doc_a']}{' (relevant)' if c['top_doc_a_relevant'] else ''} / "
+            f"{c['top_doc_b']}{' (relevant)' if c['top_doc_b_relevant'] else ''}"
+        )
+        lines.append(
+            f"| {c['qid']}: {text} | {c['value_a']:.3f} -> {c['value_b']:.3f} | {ranks} | {tops} |"
+        )
+    return "\n".join(lines)
+
+
+def _leakage_section(leak: Mapping[str, Any]) -> str:
+    shared = leak["shared_positives"]
+    lines = [
+        f"Training (train + dev) vs test queries: {len(leak['exact'])} exact duplicates and "
+        f"{len(leak['near'])} near duplicates (character 5-gram Jaccard >= {leak['char_threshold']} "
+        f"or embedding cosine >= {leak['cosine_threshold']}).",
+    ]
+    if leak["allowed"]:
+        lines.append(
+            "**They were kept in training (--allow-leakage): the test metrics are NOT clean.**"
+        )
+    else:
+        lines.append(
+            f"{leak['dropped_from_training']} training queries were dropped from train/dev so "
+            "the test metrics stay clean."
+        )
+    lines.append(
+        f"\nSeen text: {shared['test_queries_with_a_training_positive']} of "
+        f"{shared['test_queries']} test queries have a relevant document that is also a training "
+        f"positive ({shared['test_positive_docs_seen_in_training']} of "
+        f"{shared['test_positive_docs']} relevant test documents). A shared corpus is normal; "
+        "this says how much of the test set is text the model was trained on."
+    )
+    pairs = list(leak["exact"]) + list(leak["near"])
+    if pairs:
+        lines += [
+            "",
+            "| train query | test query | kind | char sim | cosine |",
+            "|---|---|---|---:|---:|",
+        ]
+        for p in pairs[:15]:
+            cos = "-" if p["cosine"] is None else f"{p['cosine']:.3f}"
+            lines.append(
+                f"| {p['qid_a']}: {p['text_a'][:60]} | {p['qid_b']}: {p['text_b'][:60]} | "
+                f"{p['kind']} | {p['char_similarity']:.2f} | {cos} |"
+            )
+        if len(pairs) > 15:
+            lines.append(f"\n({len(pairs) - 15} more in metrics/evidence.json)")
+    return "\n".join(lines)
+
+
+def _evidence_section(evidence: Mapping[str, Any]) -> str:
+    test = evidence["test"]
+    shift = evidence["shift"]
+    parts = [
+        "## Significance (test split)\n\n"
+        f"Paired bootstrap 95% confidence intervals and paired randomization (sign-flip) tests, "
+        f"{test['n_resamples']} resamples, seed {test['seed']}.\n\n"
+        + _significance_table(test["tests"]),
+        "![per-query nDCG@10 change](plots/per_query_delta.png) "
+        "![rank of the first relevant document](plots/first_rank.png)",
+        "## Most improved test queries (tuned vs base, full dim)\n\n"
+        + _changes_table(test["improved"]),
+        "## Most regressed test queries\n\n" + _changes_table(test["regressed"]),
+        "## Leakage and overfitting checks\n\n" + _leakage_section(evidence["leakage"]),
+        f"Training curve: {evidence['overfitting_warning'] or 'no sign of overfitting (dev nDCG@10 did not fall while the training loss kept dropping).'}",
+        "Train vs test queries: mean length "
+        f"{shift['train_mean_words']:.1f} vs {shift['test_mean_words']:.1f} words, "
+        f"{shift['vocabulary_overlap']:.0%} of test query words occur in training queries"
+        + (
+            f", query-centroid cosine {shift['centroid_cosine']:.3f}"
+            if shift["centroid_cosine"] is not None
+            else ""
+        )
+        + ". "
+        + (" ".join(shift["warnings"]) or "They look like one population."),
+    ]
+    return "\n\n".join(parts)
+
+
+def _evidence_plots(evidence: Mapping[str, Any], folder: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    test = evidence["test"]
+    deltas = list(test["ndcg_delta"].values())
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(deltas, bins=40, color="tab:blue")
+    ax.axvline(0, color="black", linewidth=0.8)
+    better, worse = sum(d > 1e-9 for d in deltas), sum(d < -1e-9 for d in deltas)
+    ax.set_title(f"Per-query nDCG@10 change, tuned - base ({better} better, {worse} worse)")
+    ax.set_xlabel("nDCG@10 change")
+    ax.set_ylabel("test queries")
+    fig.tight_layout()
+    paths = [folder / "per_query_delta.png"]
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    pairs = [(a or 150, b or 150) for a, b in test["first_rank"].values()]
+    ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=10, alpha=0.5)
+    ax.plot([1, 150], [1, 150], color="grey", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("base: rank of first relevant (150 = not in top 100)")
+    ax.set_ylabel("tuned: rank of first relevant")
+    ax.set_title("Below the diagonal: tuned ranks it higher")
+    fig.tight_layout()
+    paths.append(folder / "first_rank.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
 
 
 def _data_section(data: Mapping[str, Any]) -> str:
@@ -164,6 +300,8 @@ def write_plots(run: RunResult, folder: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=120)
     plt.close(fig)
     written.append(_training_plot(run.training, folder / "training_curve.png"))
+    if run.evidence:
+        written += _evidence_plots(run.evidence, folder)
     return written
 
 

@@ -1,0 +1,232 @@
+"""The stages of ``honed run``, one method each, sharing one working state.
+
+``Run.execute`` calls them in order, times each, and records it in ``status.json`` when done.
+Data flows one way: load -> baseline -> mine -> train -> evaluate -> save -> report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from honed.data import load_beir
+from honed.encode import (
+    EmbeddingCache,
+    embedding_dim,
+    load_model,
+    resolve_device,
+    resolve_model_name,
+)
+from honed.evidence import check_leakage, significance, training_evidence
+from honed.leakage import shared_positives
+from honed.mine import mine_hard_negatives, write_mined
+from honed.pipeline import (
+    RunConfig,
+    RunResult,
+    _data_summary,
+    _training_dict,
+    bm25_runs,
+    dense_runs,
+    environment,
+    make_verdict,
+    metrics_of,
+    positives_only,
+    prepare_run_dir,
+    require_splits,
+    split_data,
+    write_json,
+)
+from honed.train import DevEvaluator, matryoshka_dims, train_model
+
+STAGES = ("load", "baseline", "mine", "train", "evaluate", "save", "report")
+
+
+class Run:
+    """One execution of ``honed run`` (internal: use :func:`honed.pipeline.run_pipeline`)."""
+
+    def __init__(self, config: RunConfig, notify: Callable[[str], None]) -> None:
+        self.config, self.say = config, notify
+        self.timings: dict[str, float] = {}
+        self.completed: list[str] = []
+        self.cache = EmbeddingCache(batch_size=config.encode_batch_size, precision=config.precision)
+        self.state: dict[str, Any] = {}
+
+    def execute(self) -> RunResult:
+        from honed import __version__
+
+        self.out = prepare_run_dir(self.config.out, self.config.overwrite)
+        self.device = resolve_device(self.config.device)
+        self.base_path = resolve_model_name(self.config.base_model)
+        self.resolved = {
+            **self.config.to_dict(),
+            "honed_version": __version__,
+            "device": self.device,
+            "base_model_path": self.base_path,
+        }
+        write_json(self.out / "config.json", self.resolved)
+        for stage in STAGES:
+            start = time.perf_counter()
+            getattr(self, f"stage_{stage}")()
+            self.timings[stage] = round(time.perf_counter() - start, 2)
+            self.completed.append(stage)
+            write_json(
+                self.out / "status.json", {"completed": self.completed, "timings": self.timings}
+            )
+        result = replace(self.result, timings=self.timings)
+        write_json(self.out / "report.json", asdict(result))
+        return result
+
+    def stage_load(self) -> None:
+        self.say(f"loading {self.config.data}")
+        self.data = load_beir(self.config.data)
+        require_splits(self.data)
+        self.doc_ids = list(self.data.corpus)
+        self.doc_texts = [self.data.corpus[d].full_text for d in self.doc_ids]
+
+    def _query_emb(self, model: Any, qids: list[str]) -> dict[str, np.ndarray]:
+        emb = self.cache.encode(model, [self.data.queries[q] for q in qids])
+        return dict(zip(qids, emb))
+
+    def stage_baseline(self) -> None:
+        config, data = self.config, self.data
+        self.say(f"baseline: encoding {len(self.doc_ids)} documents with {config.base_model}")
+        self.model = load_model(self.base_path, self.device, config.trust_remote_code)
+        self.base_fp = self.cache.fingerprint(self.model)
+        self.dims = config.training.dims or matryoshka_dims(embedding_dim(self.model))
+        self.base_docs = self.cache.encode(self.model, self.doc_texts, show_progress_bar=True)
+        qids = sorted({q for split in data.splits for q in data.split(split)})
+        self.q_base = self._query_emb(self.model, qids)
+        self._leakage()
+        self.splits = {"dev": self.dev, "test": self.test}
+        self.runs = {
+            "base": dense_runs(self.q_base, self.base_docs, self.doc_ids, self.splits, self.dims)
+        }
+        if config.bm25:
+            self.say("baseline: BM25 (bm25s)")
+            self.runs["bm25"] = bm25_runs(data, self.doc_ids, self.doc_texts, self.splits)
+        self.metrics = {name: metrics_of(r, self.splits) for name, r in self.runs.items()}
+        (self.out / "metrics").mkdir(exist_ok=True)
+        for system, values in self.metrics.items():
+            write_json(self.out / "metrics" / f"{system}.json", values)
+
+    def _leakage(self) -> None:
+        """Find training queries that duplicate test queries; drop them unless allowed."""
+        data = self.data
+        train_all = {q: data.queries[q] for q in data.split("train")}
+        if "dev" in data.splits:
+            train_all.update({q: data.queries[q] for q in data.split("dev")})
+        test_q = {q: data.queries[q] for q in data.split("test")}
+        report = check_leakage(
+            train_all,
+            test_q,
+            np.stack([self.q_base[q] for q in sorted(train_all)]),
+            np.stack([self.q_base[q] for q in sorted(test_q)]),
+        )
+        drop = frozenset() if self.config.allow_leakage else report.leaked_qids
+        self.train, self.dev, self.test, dropped = split_data(data, self.config, drop)
+        self.leakage = {
+            "exact": [asdict(p) for p in report.exact],
+            "near": [asdict(p) for p in report.near],
+            "char_threshold": report.char_threshold,
+            "cosine_threshold": report.cosine_threshold,
+            "dropped_from_training": len(dropped),
+            "allowed": self.config.allow_leakage,
+            "shared_positives": shared_positives(self.train, self.test),
+        }
+        self.summary = _data_summary(
+            data, {"train": self.train, "dev": self.dev, "test": self.test}, dropped
+        )
+        write_json(self.out / "data.json", {**self.summary, "leakage": self.leakage})
+
+    def stage_mine(self) -> None:
+        self.say(f"mining {self.config.mining.num_negatives} hard negatives per training pair")
+        positives = positives_only(self.train)
+        qids = sorted(positives)
+        self.mined = mine_hard_negatives(
+            positives,
+            self.data.queries,
+            self.doc_ids,
+            self.doc_texts,
+            np.stack([self.q_base[q] for q in qids]),
+            self.base_docs,
+            self.config.mining,
+        )
+        write_mined(self.mined.rows, self.out / "mined.jsonl")
+        write_json(self.out / "mining_report.json", asdict(self.mined.report))
+
+    def stage_train(self) -> None:
+        training = self.config.training
+        self.say(
+            f"training on {len(self.mined.rows)} rows ({training.loss.value}, {training.epochs} epochs)"
+        )
+        guide = None
+        if training.loss.value == "gist":
+            guide = load_model(self.base_path, self.device, self.config.trust_remote_code)
+        evaluator = DevEvaluator(
+            self.data.queries, self.dev, self.doc_ids, self.doc_texts, self.dims, self.cache
+        )
+        self.trained = train_model(
+            self.model, self.mined.rows, training, self.out / "checkpoints", evaluator, guide
+        )
+        self.cache.forget(self.model)
+
+    def stage_evaluate(self) -> None:
+        self.say("evaluating the tuned model on dev and test at every dim")
+        tuned_docs = self.cache.encode(self.model, self.doc_texts, show_progress_bar=True)
+        q_tuned = self._query_emb(self.model, sorted({*self.dev, *self.test}))
+        self.runs["tuned"] = dense_runs(q_tuned, tuned_docs, self.doc_ids, self.splits, self.dims)
+        self.metrics["tuned"] = metrics_of(self.runs["tuned"], self.splits)
+        write_json(self.out / "metrics" / "tuned.json", self.metrics["tuned"])
+        self.evidence = self._evidence()
+        write_json(self.out / "metrics" / "evidence.json", self.evidence)
+
+    def _evidence(self) -> dict[str, Any]:
+        dims = [str(d) for d in sorted(self.dims, reverse=True)]
+        systems = {f"{s}@{d}": self.runs[s]["test"][d] for s in ("base", "tuned") for d in dims}
+        if "bm25" in self.runs:
+            systems["bm25"] = self.runs["bm25"]["test"]["bm25"]
+        test_queries = {q: self.data.queries[q] for q in self.test}
+        train_queries = {q: self.data.queries[q] for q in self.train}
+        curve = _training_dict(self.trained, self.metrics["base"], self.dims)["curve"]
+        return {
+            "test": significance(
+                self.test, systems, dims, test_queries, self.config.n_resamples, self.config.seed
+            ),
+            "leakage": self.leakage,
+            **training_evidence(
+                curve,
+                self.trained.loss_curve,
+                train_queries,
+                test_queries,
+                np.stack([self.q_base[q] for q in sorted(train_queries)]),
+                np.stack([self.q_base[q] for q in sorted(test_queries)]),
+            ),
+        }
+
+    def stage_save(self) -> None:
+        self.model.save(str(self.out / "model"))
+
+    def stage_report(self) -> None:
+        from honed.report import write_report
+
+        self.result = RunResult(
+            run_dir=str(self.out),
+            config=self.resolved,
+            data=self.summary,
+            metrics=self.metrics,
+            mining=asdict(self.mined.report),
+            training=_training_dict(self.trained, self.metrics["base"], self.dims),
+            timings=self.timings,
+            encode_stats=asdict(self.cache.stats),
+            verdict=make_verdict(
+                self.metrics, self.dims, self.trained, self.evidence["test"]["tests"]
+            ),
+            environment={**environment(), "base_fingerprint": self.base_fp},
+            evidence=self.evidence,
+        )
+        write_report(self.result, Path(self.out))
