@@ -138,3 +138,32 @@ def test_evaluate_mine_train_report_chain(
 def test_report_needs_a_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path)]) == 1
     assert "report.json" in capsys.readouterr().err
+
+
+def test_compare_models_and_run_files(mini_beir: Path, tiny_model_path: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    run_file = tmp_path / "perfect.trec"
+    lines = [line.split("\t") for line in (mini_beir / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    run_file.write_text("".join(f"{q} Q0 {d} 1 {float(s)} perfect\n" for q, d, s in lines if int(s) > 0))
+    out = tmp_path / "compare.json"
+    code = main(["compare", str(mini_beir), str(tiny_model_path), str(run_file), "--bm25",
+                 "--n-resamples", "500", "--precision", "fp32", "--out", str(out)])
+    assert code == 0
+    tests = json.loads(out.read_text())
+    assert {(t["system_a"], t["system_b"]) for t in tests} == {
+        (str(tiny_model_path), str(run_file)), (str(tiny_model_path), "bm25"), (str(run_file), "bm25")
+    }
+    perfect = [t for t in tests if t["system_b"] == str(run_file) and t["metric"] == "ndcg@10"][0]
+    assert perfect["mean_b"] == pytest.approx(1.0)  # the qrels themselves as a run: perfect ranking
+    assert "95% CI" in capsys.readouterr().out
+
+
+def test_bad_trec_run_line(tmp_path: Path) -> None:
+    from honed.api import read_trec_run
+
+    bad = tmp_path / "bad.trec"
+    bad.write_text("q1 Q0 d1 1 0.5 tag\nq1 Q0 d2 2 high tag\n")
+    with pytest.raises(ValueError, match=r"bad.trec:2: expected 'qid Q0 docid rank score tag'"):
+        read_trec_run(bad)
+    with pytest.raises(FileNotFoundError, match="no such run file"):
+        read_trec_run(tmp_path / "missing.trec")

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from honed.data import load_beir
 from honed.encode import EmbeddingCache, Precision, embedding_dim, load_model, resolve_model_name
@@ -19,10 +20,25 @@ from honed.mine import (
     write_mined,
 )
 from honed.pairs import load_pairs
-from honed.pipeline import RunResult, SplitMetrics, bm25_metrics, dense_metrics, write_json
+from honed.pipeline import (
+    RunResult,
+    SplitMetrics,
+    bm25_metrics,
+    bm25_runs,
+    dense_metrics,
+    dense_runs,
+    write_json,
+)
 from honed.train import TrainConfig, TrainResult, matryoshka_dims, train_model
 
-__all__ = ["evaluate_model", "mine", "rerender_report", "train"]
+__all__ = [
+    "compare_systems",
+    "evaluate_model",
+    "mine",
+    "read_trec_run",
+    "rerender_report",
+    "train",
+]
 
 
 def evaluate_model(
@@ -173,3 +189,71 @@ def rerender_report(run_dir: str | Path) -> Path:
             f"{path}: no such file; fix: point at a finished `honed run` folder"
         )
     return write_report(RunResult(**json.loads(path.read_text(encoding="utf-8"))), run_dir)
+
+
+def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """A TREC run file (``qid Q0 docid rank score tag``) as a Run.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a line without 6 columns or with a non-numeric score (names file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such run file")
+    run: dict[str, dict[str, float]] = {}
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            qid, _, doc_id, _, score = fields[:5]
+            run.setdefault(qid, {})[doc_id] = float(score)
+        except ValueError as err:
+            raise ValueError(
+                f"{path}:{line_no}: expected 'qid Q0 docid rank score tag', got {line[:80]!r}; "
+                "fix: write the run in TREC format"
+            ) from err
+    return run
+
+
+def compare_systems(
+    data: str | Path,
+    systems: Sequence[str],
+    split: str = "test",
+    bm25: bool = False,
+    n_resamples: int = 10_000,
+    seed: int = 42,
+    device: str = "auto",
+    precision: Precision | str = Precision.AUTO,
+) -> list[dict[str, Any]]:
+    """Paired significance between models and/or TREC run files on one split (every pair).
+
+    ``systems``: model folders or hub ids (retrieved at full dim, top 100), or ``.trec``/``.run``
+    files. Returns one dict per (pair, metric) with the statistics and a one-line sentence.
+    """
+    from honed.compare import compare
+
+    beir = load_beir(data)
+    qrels = beir.split(split)
+    qids = sorted(qrels)
+    doc_ids = list(beir.corpus)
+    doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+    runs: dict[str, Any] = {}
+    for name in systems:
+        if Path(name).suffix in (".trec", ".run", ".txt"):
+            runs[name] = read_trec_run(name)
+            continue
+        model = load_model(resolve_model_name(name), device)
+        cache = EmbeddingCache(precision=precision)
+        q_emb = dict(zip(qids, cache.encode(model, [beir.queries[q] for q in qids])))
+        docs = cache.encode(model, doc_texts, show_progress_bar=True)
+        runs[name] = dense_runs(q_emb, docs, doc_ids, {split: qrels}, [embedding_dim(model)])[
+            split
+        ][str(embedding_dim(model))]
+    if bm25:
+        runs["bm25"] = bm25_runs(beir, doc_ids, doc_texts, {split: qrels})[split]["bm25"]
+    if len(runs) < 2:
+        raise ValueError(f"systems: expected at least two to compare, got {len(runs)}")
+    tests = compare(qrels, runs, n_resamples=n_resamples, seed=seed)
+    return [{**asdict(t), "sentence": t.sentence()} for t in tests]

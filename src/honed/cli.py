@@ -79,10 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-bm25", action="store_true")
+    p.add_argument(
+        "--allow-leakage",
+        action="store_true",
+        help="keep training queries that duplicate test queries (test metrics then not clean)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing honed run folder")
     _add_model_args(p)
     _add_mining_args(p)
     _add_training_args(p)
+
+    p = sub.add_parser("compare", help="paired significance between models and/or TREC run files")
+    p.add_argument("data")
+    p.add_argument("systems", nargs="+", help="model folders / hub ids, or .trec/.run files")
+    p.add_argument("--split", default="test")
+    p.add_argument("--bm25", action="store_true", help="add BM25 as a system")
+    p.add_argument("--n-resamples", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", help="write the comparisons as JSON here")
+    _add_model_args(p)
 
     p = sub.add_parser("check", help="validate a BEIR folder and print its statistics")
     p.add_argument("data")
@@ -130,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv")
     p.add_argument("--base", default="all-MiniLM-L6-v2", help="base model folder or hub id")
     p.add_argument(
-        "--probe", action="store_true", help="also fine-tune briefly on a slice and measure the gain"
+        "--probe",
+        action="store_true",
+        help="also fine-tune briefly on a slice and measure the gain",
     )
     p.add_argument("--probe-rows", type=int, default=128, help="training rows of the probe")
     p.add_argument("--out", help="also write the report (markdown) to this file")
@@ -196,6 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         bm25=not args.no_bm25,
+        allow_leakage=args.allow_leakage,
         mining=_mining_config(args),
         training=_train_config(args),
         overwrite=args.overwrite,
@@ -353,9 +371,37 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote {args.out}")
     if result.verdict is Verdict.NOT_RECOMMENDED:
-        print(f"next: use the base model as it is, or compare: honed evaluate {args.base} {args.data} --bm25")
+        print(
+            f"next: use the base model as it is, or compare: honed evaluate {args.base} {args.data} --bm25"
+        )
     else:
         print(f"next: honed run {args.data} --out runs/{Path(args.data).name} --base {args.base}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from honed.api import compare_systems
+
+    tests = compare_systems(
+        args.data,
+        args.systems,
+        split=args.split,
+        bm25=args.bm25,
+        n_resamples=args.n_resamples,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+    )
+    print(
+        f"{args.split} split, paired bootstrap + randomization test, {args.n_resamples} resamples"
+    )
+    for t in tests:
+        print(f"{t['system_b']} vs {t['system_a']}: {t['sentence']}")
+    if args.out:
+        from honed.pipeline import write_json
+
+        write_json(Path(args.out), tests)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -367,6 +413,7 @@ HANDLERS = {
     "train": cmd_train,
     "report": cmd_report,
     "diagnose": cmd_diagnose,
+    "compare": cmd_compare,
 }
 
 
