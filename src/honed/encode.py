@@ -117,7 +117,7 @@ def load_model(
             "fix: pass a sentence-transformers model folder, e.g. RUN_DIR/model"
         )
     try:
-        return SentenceTransformer(
+        model = SentenceTransformer(
             str(name_or_path), device=resolve_device(device), trust_remote_code=trust_remote_code
         )
     except OSError as err:
@@ -125,6 +125,10 @@ def load_model(
             f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}; fix: pass an existing "
             "model folder (this machine may have no access to a model hub)"
         ) from err
+    # transformers 5 loads weights in their stored dtype: a checkpoint saved in fp16/bf16 would be
+    # trained with half-precision master weights, where lr-sized updates round away and training
+    # diverges (seen on a GPU with an fp16 copy of MiniLM). Keep fp32 weights; autocast does bf16.
+    return model.float()
 
 
 def model_fingerprint(model: SentenceTransformer) -> str:
