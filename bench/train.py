@@ -116,7 +116,7 @@ def main() -> None:
         results.append((name, result.seconds, dev_score(model)))
     n = len(rows) * args.epochs
     print(
-        f"{len(rows)} rows x {args.epochs} epoch(s), batch 64, CachedMNRL+Matryoshka, lr 5e-5; "
+        f"{len(rows)} rows x {args.epochs} epoch(s), batch 64, CachedMNRL+Matryoshka, lr {stock_config.learning_rate:g}; "
         f"dev: {len(dev)} queries, untuned dev nDCG@10 {base_dev:.4f}"
     )
     print("| trainer | seconds | rows/s | vs stock | dev nDCG@10 |")

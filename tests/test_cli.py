@@ -167,3 +167,23 @@ def test_bad_trec_run_line(tmp_path: Path) -> None:
         read_trec_run(bad)
     with pytest.raises(FileNotFoundError, match="no such run file"):
         read_trec_run(tmp_path / "missing.trec")
+
+
+def test_train_overwrite_never_deletes_a_non_model_folder(mini_beir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"query": "vitamin d", "positive": "vitamin d and bones"}\n')
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "thesis.txt").write_text("precious")
+    assert main(["train", str(pairs), "--out", str(out), "--overwrite"]) == 1
+    assert "not a sentence-transformers model folder" in capsys.readouterr().err
+    assert (out / "thesis.txt").read_text() == "precious"
+
+
+def test_check_says_when_honed_run_cannot_use_the_folder(mini_beir_copy: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (mini_beir_copy / "qrels" / "test.tsv").unlink()
+    assert main(["check", str(mini_beir_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "honed run needs qrels/test.tsv" in out and "next: honed run" not in out

@@ -72,6 +72,12 @@ def test_run_folder_has_every_artifact(tiny_run) -> None:
         "save",
         "report",
     ]
+    report = (out / "report.md").read_text()
+    for section in ("## Verdict", "## Test split", "## Significance (test split)", "## Most improved",
+                    "## Most regressed", "## Leakage and overfitting checks", "## Hard-negative mining",
+                    "## Time per stage"):
+        assert section in report, section
+    assert report.index("## Verdict") < report.index("## Test split")  # the verdict comes first
     config = json.loads((out / "config.json").read_text())
     assert (
         config["seed"] == 42

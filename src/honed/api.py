@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from honed.data import load_beir
-from honed.encode import EmbeddingCache, Precision, embedding_dim, load_model, resolve_model_name
+from honed.distributed import barrier, is_main_process, process_device
+from honed.encode import (
+    EmbeddingCache,
+    Precision,
+    embedding_dim,
+    load_model,
+    resolve_device,
+    resolve_model_name,
+)
 from honed.mine import (
     MinedRow,
     MiningConfig,
@@ -75,10 +83,21 @@ def evaluate_model(
     return {system: values[split] for system, values in out.items()}
 
 
-def _refuse_existing(path: Path, overwrite: bool) -> None:
+def _refuse_existing(path: Path, overwrite: bool, model_folder: bool = False) -> None:
+    """Refuse an existing output unless ``overwrite``; a folder is only replaced if it is a model."""
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{path}: exists; fix: pass --overwrite to replace it, or choose another --out"
+        )
+    if (
+        model_folder
+        and path.is_dir()
+        and any(path.iterdir())
+        and not (path / "modules.json").is_file()
+    ):
+        raise FileExistsError(
+            f"{path}: not a sentence-transformers model folder (no modules.json), so --overwrite "
+            "will not delete it; fix: choose a new or empty --out folder"
         )
 
 
@@ -120,8 +139,12 @@ def mine(
 def _rows_from_file(path: Path) -> tuple[MinedRow, ...]:
     """mined.jsonl rows, or a pair file turned into rows (ids are line numbers)."""
     if path.suffix == ".jsonl":
-        first = path.read_text(encoding="utf-8").lstrip().split("\n", 1)[0]
-        if first and "positive_id" in json.loads(first):
+        first = path.read_text(encoding="utf-8", errors="replace").lstrip().split("\n", 1)[0]
+        try:
+            is_mined = first and "positive_id" in json.loads(first)
+        except (ValueError, TypeError, RecursionError):
+            is_mined = False  # not a mined file: load_pairs reports the bad line with file:line
+        if is_mined:
             return read_mined(path)
     pairs = load_pairs(path)
     with_neg = {len(p.negatives) > 0 for p in pairs}
@@ -158,11 +181,15 @@ def train(
 
     Without a dev split there is no checkpoint selection: the last epoch is saved. ``honed run``
     does the selection on a dev split carved from the training data.
+
+    Runs as several processes under ``torchrun`` / ``accelerate launch`` (DDP): each process
+    trains on its share of the rows, and only the first one (rank 0) writes ``out``.
     """
     out = Path(out)
-    _refuse_existing(out, overwrite)
+    _refuse_existing(out, overwrite, model_folder=True)
     training_rows = _rows_from_file(Path(rows))
     config = config or TrainConfig()
+    device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
     model = load_model(resolve_model_name(base_model), device, trust_remote_code)
     guide = (
         load_model(resolve_model_name(base_model), device, trust_remote_code)
@@ -172,9 +199,13 @@ def train(
     result = train_model(
         model, training_rows, config, out.with_name(out.name + ".checkpoints"), None, guide
     )
-    if out.exists():
-        shutil.rmtree(out)
-    model.save(str(out))
+    if is_main_process():  # DDP keeps the weights identical: one process writes them
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(str(tmp))  # then rename: a half-written model never looks finished
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    barrier()  # no process reports success before the model exists
     return result
 
 

@@ -53,7 +53,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--mini-batch-size", type=int, default=32, help="cached loss: texts per forward pass"
     )
-    g.add_argument("--lr", type=float, default=5e-5)
+    g.add_argument("--lr", type=float, default=1e-4)
     g.add_argument(
         "--dims",
         type=lambda s: tuple(int(x) for x in s.split(",")),
@@ -73,10 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="the whole pipeline: baseline, mine, train, evaluate, report")
-    p.add_argument("data", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv")
-    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument(
+        "data", nargs="?", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv"
+    )
+    p.add_argument("--out", help="run folder to create")
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"
+    )
     p.add_argument("--base", default="all-MiniLM-L6-v2", help="base model folder or hub id")
     p.add_argument("--dev-fraction", type=float, default=0.1)
+    p.add_argument("--min-dev-queries", type=int, default=30)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--no-bm25", action="store_true")
     p.add_argument(
@@ -162,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "run" and (args.out or args.resume):
+            hint = f"; continue with: honed run --resume {args.resume or args.out}"
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except USER_ERRORS as err:
         if args.debug:
@@ -202,13 +211,24 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from honed.pipeline import RunConfig, run_pipeline
+    from honed.pipeline import RunConfig, resume_pipeline, run_pipeline
+
+    say = lambda m: print(f"[honed] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.resume:
+        result = resume_pipeline(args.resume, notify=say)
+        args.out = args.resume
+        return _print_run(args, result)
+    if not args.data or not args.out:
+        raise ValueError(
+            "honed run needs DATA and --out RUN_DIR (or --resume RUN_DIR); see honed run --help"
+        )
 
     config = RunConfig(
         data=args.data,
         out=args.out,
         base_model=args.base,
         dev_fraction=args.dev_fraction,
+        min_dev_queries=args.min_dev_queries,
         seed=args.seed,
         device=args.device,
         precision=args.precision,
@@ -219,9 +239,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
     )
-    result = run_pipeline(
-        config, notify=lambda m: print(f"[honed] {m}", file=sys.stderr, flush=True)
-    )
+    result = run_pipeline(config, notify=say)
+    return _print_run(args, result)
+
+
+def _print_run(args: argparse.Namespace, result: Any) -> int:
     print()
     for sentence in result.verdict["sentences"]:
         print(sentence)
@@ -230,8 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"\nwrote {args.out}/report.md, report.json, model/, metrics/, mined.jsonl ({total / 60:.1f} min)"
     )
     print(
-        f"next: open {args.out}/report.md, or load the model with "
-        f'SentenceTransformer("{args.out}/model")'
+        f'next: open {args.out}/report.md, or load the model with SentenceTransformer("{args.out}/model")'
     )
     return 0
 
@@ -265,6 +286,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    missing = [name for name in ("train", "test") if name not in {sp.name for sp in report.splits}]
+    if missing:
+        print(
+            f"ok, but honed run needs qrels/{' and qrels/'.join(m + '.tsv' for m in missing)} "
+            f"(it trains on train and reports on test). next: honed evaluate MODEL {args.data} "
+            f"--split {report.splits[0].name if report.splits else 'test'}"
+        )
+        return 0
     print(f"ok. next: honed run {args.data} --out runs/{Path(args.data).name}")
     return 0
 
@@ -332,6 +361,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
     )
+    from honed.distributed import is_main_process
+
+    if not is_main_process():
+        return 0  # under torchrun every rank returns here; rank 0 alone reports
     print(
         f"trained {result.rows} rows x {args.epochs} epochs in {result.seconds / 60:.1f} min "
         f"({result.rows_per_second:.2f} rows/s, {result.precision})"

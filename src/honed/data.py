@@ -52,12 +52,21 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 def _bad_utf8(path: Path, raw: bytes, position: int, first_line: int = 1) -> DataError:
-    """Error for the bad byte ``raw[position]``, where ``raw`` starts at line ``first_line``."""
+    """Error for the bad byte ``raw[position]``, where ``raw`` starts at line ``first_line``.
+
+    A NUL byte (valid UTF-8, but never in a text file) or a UTF-16 byte-order mark means the
+    file is UTF-16, which needs another ``iconv`` source encoding than the usual latin-1.
+    """
     line_start = raw.rfind(b"\n", 0, position) + 1
     line = first_line + raw.count(b"\n", 0, position)
-    return _error(path, line, "text is not valid UTF-8",
-                  "UTF-8 text", f"byte 0x{raw[position]:02x} at column {position - line_start + 1}",
-                  "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+    got = f"byte 0x{raw[position]:02x} at column {position - line_start + 1}"
+    source = "latin1"
+    if line == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        got, source = "a UTF-16 byte-order mark", "utf-16"
+    elif raw[position] == 0:
+        got, source = f"a NUL byte at column {position - line_start + 1}, as in UTF-16", "utf-16"
+    return _error(path, line, "text is not valid UTF-8", "UTF-8 text", got,
+                  f"re-save the file as UTF-8 (e.g. `iconv -f {source} -t utf-8`)")
 
 
 @dataclass
@@ -144,7 +153,20 @@ def _read_lines(path: Path, issues: _Issues) -> Iterator[tuple[int, str]]:
             except UnicodeDecodeError as exc:
                 issues.error(_bad_utf8(path, raw, exc.start, line_no))
                 continue
+            if b"\0" in raw:  # UTF-16 without a BOM decodes as UTF-8 full of NULs
+                issues.error(_bad_utf8(path, raw, raw.index(b"\0"), line_no))
+                continue
             yield line_no, text.rstrip("\r\n")
+
+
+def _json_problem(exc: ValueError | RecursionError) -> str:
+    """What ``json.loads`` found wrong, for the "got" part of an error message."""
+    if isinstance(exc, json.JSONDecodeError):
+        # "Unterminated string starting at" would otherwise read "... at at column 5"
+        return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+    if isinstance(exc, RecursionError):  # e.g. "[[[[..." thousands deep
+        return "nesting too deep"
+    return _show(str(exc), 80)  # e.g. an integer of more than 4300 digits
 
 
 def _read_jsonl(path: Path, issues: _Issues) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -154,9 +176,9 @@ def _read_jsonl(path: Path, issues: _Issues) -> Iterator[tuple[int, dict[str, An
             continue
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             issues.error(_error(path, line_no, "malformed JSON", "one JSON object per line",
-                                f"{exc.msg} at column {exc.colno}", "repair or remove this line"))
+                                _json_problem(exc), "repair or remove this line"))
             continue
         if isinstance(obj, dict):
             yield line_no, obj
@@ -258,15 +280,25 @@ def _parse_score(text: str) -> int | None:
     return int(value) if value.is_integer() else None
 
 
+def _columns_fix(fields: list[str]) -> str:
+    """How to repair a qrels line that does not have 3 tab-separated columns."""
+    spaced = len(fields) == 1
+    columns = fields[0].split() if spaced else fields
+    tabs = ", and separate the columns with tabs" if spaced else ""
+    if len(columns) == 4:  # TREC qrels: query-id, iteration (usually 0), doc-id, relevance
+        return f"drop the second column of these TREC-style qrels{tabs}"
+    if spaced and len(columns) == 3:
+        return "separate the columns with tabs, not spaces"
+    return "use 3 columns"
+
+
 def _qrels_row(path: Path, line: int, fields: list[str], ids: tuple[Mapping[str, Any], ...],
                issues: _Issues) -> tuple[str, str, int] | None:
     """One validated judgment (qid, docid, score); None after reporting an error."""
     if len(fields) != 3:
-        spaced = len(fields) == 1 and len(fields[0].split()) == 3
-        fix = "separate the columns with tabs, not spaces" if spaced else "use 3 columns"
         issues.error(_error(path, line, "wrong number of columns",
                             "3 tab-separated columns query-id, corpus-id, score",
-                            f"{len(fields)} in {_show(chr(9).join(fields))}", fix))
+                            f"{len(fields)} in {_show(chr(9).join(fields))}", _columns_fix(fields)))
         return None
     score = _parse_score(fields[2])
     if score is None or score < 0:
@@ -289,9 +321,10 @@ def _is_header(path: Path, line: int, fields: list[str], issues: _Issues) -> boo
         return False
     if tuple(f.lower().replace("_", "-") for f in fields) == QRELS_HEADER:
         return True
+    fix = "make that header the first line" if len(fields) == 3 else _columns_fix(fields)
     issues.error(_error(path, line, "first line is neither the header nor a judgment",
                         "the header 'query-id<TAB>corpus-id<TAB>score'",
-                        _show("\t".join(fields)), "make that header the first line"))
+                        _show("\t".join(fields)), fix))
     return None
 
 

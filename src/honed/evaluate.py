@@ -133,6 +133,9 @@ def _query_scores(
     ideal = np.sort(np.array([rel for rel in judged.values() if rel > 0], dtype=np.float64))[::-1]
     ideal_dcg = np.cumsum(ideal * _discounts(len(ideal)))  # (n_graded,) ideal DCG at 1..n_graded
     gains = np.maximum(gains, 0.0) * _discounts(len(gains))  # (n,) discounted gains
+    # Cumulative sums for the run and the ideal alike: the same arithmetic on the same numbers,
+    # so a perfect ranking scores exactly 1.0 (summing the two differently gave 1.0000000000000002).
+    dcg = np.cumsum(gains)  # (n,) DCG at 1..n
 
     values = []
     for metric in metrics:
@@ -150,7 +153,7 @@ def _query_scores(
             values.append(1.0 / (first + 1) if n_hits else 0.0)
         else:  # ndcg; the ideal ranking is cut at the same k as the run (trec_eval ndcg_cut)
             ideal_top = len(ideal) if metric.k is None else min(metric.k, len(ideal))
-            values.append(float(gains[:top].sum()) / float(ideal_dcg[ideal_top - 1]))
+            values.append((float(dcg[top - 1]) if top else 0.0) / float(ideal_dcg[ideal_top - 1]))
     return values
 
 

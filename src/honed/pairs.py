@@ -35,6 +35,8 @@ class TrainPair:
 
 def _missing_columns(path: Path, line: int, found: list[str]) -> DataError:
     hint = "; rename 'anchor' to 'query'" if "anchor" in found else ""
+    if len(found) == 1 and any(sep in found[0] for sep in ";\t|,"):
+        hint += "; separate the columns with ',' in a .csv file or with tabs in a .tsv file"
     return _error(path, line, "missing or repeated column",
                   "one 'query' and one 'positive' (plus optional negative*)", f"{found}",
                   f"name the columns query, positive{hint}")
@@ -63,21 +65,53 @@ def _json_pair(path: Path, line: int, obj: dict[str, Any]) -> TrainPair:
                      _pair_text(path, line, "positive", obj["positive"]), tuple(negatives))
 
 
-def _csv_pairs(path: Path, delimiter: str) -> Iterator[TrainPair]:
+def _csv_error(path: Path, line: int, delimiter: str, reason: str) -> DataError:
+    """A record that the strict CSV reader rejects; ``line`` is where the record starts."""
+    if reason == "unexpected end of data":
+        reason = "a quote opened in this record is never closed"
+    elif reason.startswith("field larger than field limit"):
+        reason = (f"a cell longer than {csv.field_size_limit()} characters, usually an unclosed "
+                  "quote")
+    return _error(path, line, "bad CSV record", f"cells separated by {delimiter!r}, each quoted "
+                  "cell closed and its inner quotes doubled", reason,
+                  'close the quote, double the quotes inside it (""), or write very long texts '
+                  "to a .jsonl file")
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(first line, cells) of each record of a UTF-8 CSV/TSV file; a quoted cell may span lines.
+
+    The reader is strict: the lenient default reads an unclosed quote as one cell that swallows
+    the rest of the file, and a cell over ``csv.field_size_limit()`` is an error either way.
+    """
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _bad_utf8(path, raw, exc.start) from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns = [c.strip().lower() for c in next(reader, [])]
+    if b"\0" in raw:  # UTF-16 without a BOM decodes as UTF-8 full of NULs
+        raise _bad_utf8(path, raw, raw.index(b"\0"))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _csv_error(path, start, delimiter, str(exc)) from None
+        yield start, row
+        start = reader.line_num + 1
+
+
+def _csv_pairs(path: Path, delimiter: str) -> Iterator[TrainPair]:
+    rows = _csv_rows(path, delimiter)
+    columns = [c.strip().lower() for c in next(rows, (1, []))[1]]
     if columns.count("query") != 1 or columns.count("positive") != 1:
         raise _missing_columns(path, 1, columns)
     query, positive = columns.index("query"), columns.index("positive")
     negatives = [i for i, c in enumerate(columns) if c.startswith("negative")]
-    start = reader.line_num + 1
-    for row in reader:
-        line, start = start, reader.line_num + 1  # a quoted cell may span several lines
+    for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(columns):

@@ -35,6 +35,7 @@ __all__ = [
     "dense_metrics",
     "make_verdict",
     "prepare_run_dir",
+    "resume_pipeline",
     "run_pipeline",
     "split_data",
     "write_json",
@@ -84,6 +85,18 @@ class RunConfig:
             )
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples: expected at least 100, got {self.n_resamples}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Rebuild a config from ``config.json`` (extra keys such as ``honed_version`` ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        training = dict(kwargs.get("training", {}))
+        if training.get("dims") is not None:
+            training["dims"] = tuple(training["dims"])
+        kwargs["training"] = TrainConfig(**training)
+        kwargs["mining"] = MiningConfig(**kwargs.get("mining", {}))
+        return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -310,6 +323,30 @@ def environment() -> dict[str, str]:
         "cpu_count": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
     }
+
+
+def resume_pipeline(run_dir: str | Path, notify: Notify | None = None) -> RunResult:
+    """Continue an interrupted ``honed run`` from its last completed stage or checkpoint.
+
+    Load, baseline and mining are recomputed (deterministic, about a minute); training continues
+    from the newest complete epoch checkpoint; a saved model is not trained again.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json`` (not a honed run folder).
+        ValueError: an input file changed since the run started (its sha256 differs).
+    """
+    from honed.stages import Run as _Run
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path}: no such file, so {run_dir} is not a honed run folder; "
+            "fix: pass the --out folder of an earlier `honed run`"
+        )
+    values = json.loads(config_path.read_text(encoding="utf-8"))
+    config = RunConfig.from_dict({**values, "out": str(run_dir), "overwrite": False})
+    return _Run(config, notify or (lambda message: None), resume=True).execute()
 
 
 def run_pipeline(config: RunConfig, notify: Notify | None = None) -> RunResult:

@@ -85,6 +85,9 @@ def _check_search_inputs(
         raise ValueError("doc_emb has no rows: the corpus is empty")
 
 
+MAX_SCORE_ELEMENTS = 1 << 25  # 33.5M scores per chunk: 134 MB float32 + 268 MB argpartition indices
+
+
 def _chunked_top_k(
     query_emb: np.ndarray,
     doc_emb: np.ndarray,
@@ -98,6 +101,9 @@ def _chunked_top_k(
     can still appear (with that score) when fewer than ``k`` docs remain.
     """
     k = min(k, doc_emb.shape[0])
+    # Bound the score matrix whatever the corpus size: at most MAX_SCORE_ELEMENTS floats (plus
+    # argpartition's int64 copy), i.e. ~400 MB, so a 1M-document corpus is scored 33 queries at a time.
+    chunk_size = max(1, min(chunk_size, MAX_SCORE_ELEMENTS // doc_emb.shape[0]))
     for start in range(0, query_emb.shape[0], chunk_size):
         scores = query_emb[start : start + chunk_size] @ doc_emb.T  # (chunk, n_docs)
         if excluded is not None:

@@ -1,11 +1,14 @@
 """The stages of ``honed run``, one method each, sharing one working state.
 
 ``Run.execute`` calls them in order, times each, and records it in ``status.json`` when done.
-Data flows one way: load -> baseline -> mine -> train -> evaluate -> save -> report.
+Data flows one way: load -> baseline -> mine -> train -> save -> evaluate -> report. The model
+is saved as soon as it is trained: it is the run's most expensive artifact.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -41,16 +44,34 @@ from honed.pipeline import (
     split_data,
     write_json,
 )
-from honed.train import DevEvaluator, matryoshka_dims, train_model
+from honed.train import DevEvaluator, TrainResult, latest_checkpoint, matryoshka_dims, train_model
 
-STAGES = ("load", "baseline", "mine", "train", "evaluate", "save", "report")
+STAGES = ("load", "baseline", "mine", "train", "save", "evaluate", "report")
+
+
+def _check_inputs_unchanged(data_json: Path, root: Path) -> None:
+    """Refuse to resume when an input file's sha256 differs from the one recorded at the start."""
+    if not data_json.is_file():
+        return  # interrupted before data.json was written: nothing recorded to compare
+    from honed.pipeline import _sha256
+
+    recorded = json.loads(data_json.read_text(encoding="utf-8")).get("files", {})
+    for name, info in recorded.items():
+        path = Path(root) / name
+        if not path.is_file() or _sha256(path) != info["sha256"]:
+            raise ValueError(
+                f"{path}: changed since this run started (sha256 differs from data.json); "
+                "fix: start a new run with `honed run DATA --out NEW_DIR`"
+            )
 
 
 class Run:
     """One execution of ``honed run`` (internal: use :func:`honed.pipeline.run_pipeline`)."""
 
-    def __init__(self, config: RunConfig, notify: Callable[[str], None]) -> None:
-        self.config, self.say = config, notify
+    def __init__(
+        self, config: RunConfig, notify: Callable[[str], None], resume: bool = False
+    ) -> None:
+        self.config, self.say, self.resume = config, notify, resume
         self.timings: dict[str, float] = {}
         self.completed: list[str] = []
         self.cache = EmbeddingCache(batch_size=config.encode_batch_size, precision=config.precision)
@@ -59,7 +80,18 @@ class Run:
     def execute(self) -> RunResult:
         from honed import __version__
 
-        self.out = prepare_run_dir(self.config.out, self.config.overwrite)
+        if self.resume:
+            self.out = Path(self.config.out)
+            status = self.out / "status.json"
+            self.previous = (
+                json.loads(status.read_text(encoding="utf-8")) if status.is_file() else {}
+            )
+            self.say(
+                f"resuming {self.out} (completed before: {', '.join(self.previous.get('completed', [])) or 'nothing'})"
+            )
+        else:
+            self.out = prepare_run_dir(self.config.out, self.config.overwrite)
+            self.previous = {}
         self.device = resolve_device(self.config.device)
         self.base_path = resolve_model_name(self.config.base_model)
         self.resolved = {
@@ -68,7 +100,8 @@ class Run:
             "device": self.device,
             "base_model_path": self.base_path,
         }
-        write_json(self.out / "config.json", self.resolved)
+        if not self.resume:
+            write_json(self.out / "config.json", self.resolved)
         for stage in STAGES:
             start = time.perf_counter()
             getattr(self, f"stage_{stage}")()
@@ -85,6 +118,8 @@ class Run:
         self.say(f"loading {self.config.data}")
         self.data = load_beir(self.config.data)
         require_splits(self.data)
+        if self.resume:
+            _check_inputs_unchanged(self.out / "data.json", self.data.path)
         self.doc_ids = list(self.data.corpus)
         self.doc_texts = [self.data.corpus[d].full_text for d in self.doc_ids]
 
@@ -161,8 +196,23 @@ class Run:
 
     def stage_train(self) -> None:
         training = self.config.training
+        if "save" in self.previous.get("completed", []):
+            self.say("training finished before the interruption: loading the saved model")
+            self.model = load_model(str(self.out / "model"), self.device)
+            saved = json.loads((self.out / "training.json").read_text(encoding="utf-8"))
+            self.trained = TrainResult(
+                **{
+                    **saved,
+                    "curve": tuple(saved["curve"]),
+                    "loss_curve": tuple(saved["loss_curve"]),
+                    "dims": tuple(saved["dims"]),
+                }
+            )
+            return
+        checkpoint = latest_checkpoint(self.out / "checkpoints") if self.resume else None
         self.say(
             f"training on {len(self.mined.rows)} rows ({training.loss.value}, {training.epochs} epochs)"
+            + (f", resuming from {checkpoint.name}" if checkpoint else "")
         )
         guide = None
         if training.loss.value == "gist":
@@ -171,9 +221,17 @@ class Run:
             self.data.queries, self.dev, self.doc_ids, self.doc_texts, self.dims, self.cache
         )
         self.trained = train_model(
-            self.model, self.mined.rows, training, self.out / "checkpoints", evaluator, guide
+            self.model,
+            self.mined.rows,
+            training,
+            self.out / "checkpoints",
+            evaluator,
+            guide,
+            resume_from=checkpoint,
+            keep_checkpoints=True,
         )
         self.cache.forget(self.model)
+        write_json(self.out / "training.json", asdict(self.trained))
 
     def stage_evaluate(self) -> None:
         self.say("evaluating the tuned model on dev and test at every dim")
@@ -209,7 +267,14 @@ class Run:
         }
 
     def stage_save(self) -> None:
-        self.model.save(str(self.out / "model"))
+        """Save to a temporary folder and rename: a half-written model/ never looks finished."""
+        final, tmp = self.out / "model", self.out / "model.tmp"
+        if not (final.is_dir() and "save" in self.previous.get("completed", [])):
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.model.save(str(tmp))
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+        shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
 
     def stage_report(self) -> None:
         from honed.report import write_report

@@ -15,6 +15,7 @@ honed adds three things the stock recipe lacks:
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 from sentence_transformers.evaluation import SentenceEvaluator
 
+from honed.distributed import BatchLog, world_size
 from honed.encode import (
     EmbeddingCache,
     Precision,
@@ -86,7 +88,7 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 64
     mini_batch_size: int = 32
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     scale: float = 20.0
@@ -158,19 +160,33 @@ def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
 def build_loss(
     model: SentenceTransformer, config: TrainConfig, guide: SentenceTransformer | None = None
 ) -> Any:
-    """The configured loss, wrapped in MatryoshkaLoss when ``config.matryoshka``."""
+    """The configured loss, wrapped in MatryoshkaLoss when ``config.matryoshka``.
+
+    Under ``torchrun`` (world size > 1) the in-batch losses gather the embeddings of every
+    process, so each query sees ``batch_size x world_size`` in-batch candidates, not only its own
+    process's ``batch_size``. ``WORLD_SIZE`` is read too: the trainer creates the process group
+    after the loss is built.
+    """
     from sentence_transformers import losses  # type: ignore[attr-defined]
 
+    gather = world_size() > 1
     if config.loss is LossName.MNRL:
-        inner = losses.MultipleNegativesRankingLoss(model, scale=config.scale)
+        inner = losses.MultipleNegativesRankingLoss(
+            model, scale=config.scale, gather_across_devices=gather
+        )
     elif config.loss is LossName.CACHED_MNRL:
         inner = losses.CachedMultipleNegativesRankingLoss(
-            model, scale=config.scale, mini_batch_size=config.mini_batch_size
+            model,
+            scale=config.scale,
+            mini_batch_size=config.mini_batch_size,
+            gather_across_devices=gather,
         )
     elif config.loss is LossName.GIST:
         if guide is None:
             raise ValueError("loss 'gist' needs a guide model; fix: pass the base model as guide")
-        inner = losses.GISTEmbedLoss(model, guide, temperature=config.gist_temperature)
+        inner = losses.GISTEmbedLoss(
+            model, guide, temperature=config.gist_temperature, gather_across_devices=gather
+        )
     else:
         inner = losses.TripletLoss(model, triplet_margin=config.triplet_margin)
     if not config.matryoshka:
@@ -269,18 +285,88 @@ class TrainResult:
     precision: str
     dims: tuple[int, ...]
     config: dict[str, Any] = field(default_factory=dict)
+    resumed_from_epoch: float = 0.0  # > 0 when training continued from a checkpoint
 
 
 class HonedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
-    """The stock trainer, with the whole step (forward and cached re-forward) under autocast."""
+    """The stock trainer, with the whole step (forward and cached re-forward) under autocast.
+
+    Debugging aid: with ``HONED_LOG_BATCHES=PREFIX`` set, every process appends the anchor texts
+    of each batch it trains on to ``PREFIX.rank<N>.jsonl`` (see :class:`honed.distributed.BatchLog`).
+    """
 
     def __init__(self, *args: Any, precision: Precision = Precision.FP32, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.honed_precision = precision
+        self.data_collator = BatchLog.from_env(self.data_collator, self.args.process_index)
 
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
         with autocast(str(self.model.device), self.honed_precision):
             return super().training_step(*args, **kwargs)
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The newest *complete* checkpoint in ``folder`` (one with ``trainer_state.json``), or None.
+
+    A checkpoint is written file by file; a run killed while writing leaves one without its
+    trainer state, which must not be resumed from.
+    """
+    folder = Path(folder)
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _training_args(
+    config: TrainConfig, output_dir: Path, n_rows: int, has_eval: bool, device: str, progress: bool
+) -> Any:
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    processes = world_size()  # under torchrun each process takes its own batch_size rows a step
+    steps_per_epoch = math.ceil(n_rows / (config.batch_size * processes))
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=math.ceil(config.warmup_ratio * config.epochs * steps_per_epoch),
+        weight_decay=config.weight_decay,
+        batch_sampler="no_duplicates",  # a duplicate text in a batch would be a false in-batch negative
+        eval_strategy="epoch" if has_eval else "no",
+        save_strategy="epoch",  # one checkpoint per epoch: what a killed run resumes from
+        save_total_limit=2 if has_eval else 1,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_dev_ndcg@10" if has_eval else None,
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not progress,
+        use_cpu=device == "cpu",
+        # Distributed, every process must get the same number of full batches: the loss gathers
+        # equal-sized batches and DDP all-reduces every step, so an uneven tail would hang.
+        # The dropped tail (< batch_size x processes rows) differs from epoch to epoch.
+        dataloader_drop_last=processes > 1,
+    )
+
+
+def _curves(
+    history: Sequence[Mapping[str, Any]],
+) -> tuple[tuple[dict[str, float], ...], tuple[dict[str, float], ...]]:
+    curve = tuple(
+        {
+            "epoch": float(h["epoch"]),
+            **{k[5:]: float(v) for k, v in h.items() if k.startswith("eval_dev_")},
+        }
+        for h in history
+        if "eval_dev_ndcg@10" in h
+    )
+    losses = tuple(
+        {"epoch": float(h["epoch"]), "step": float(h["step"]), "loss": float(h["loss"])}
+        for h in history
+        if "loss" in h
+    )
+    return curve, losses
 
 
 def train_model(
@@ -291,14 +377,15 @@ def train_model(
     evaluator: Any | None = None,
     guide: SentenceTransformer | None = None,
     show_progress_bar: bool = True,
+    resume_from: str | Path | None = None,
+    keep_checkpoints: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` in place on ``rows``; keeps the epoch with the best dev nDCG@10.
 
-    Checkpoints go to ``output_dir`` (one per epoch, so a killed run can resume) and are removed
-    once the best one is loaded.
+    Checkpoints go to ``output_dir``, one per epoch; ``resume_from`` continues from one of them
+    (optimizer, schedule, RNG states and the dev curve included). They are removed at the end
+    unless ``keep_checkpoints`` (the pipeline removes them once the model is saved).
     """
-    from sentence_transformers import SentenceTransformerTrainingArguments
-
     device = str(model.device)
     precision = resolve_precision(config.precision, device)
     if config.attention_dropout is not None:
@@ -306,75 +393,48 @@ def train_model(
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length
     dataset = build_dataset(rows, config.loss)
-    loss = build_loss(model, config, guide)
     dims = config.dims or matryoshka_dims(embedding_dim(model))
-    has_eval = evaluator is not None
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=math.ceil(
-            config.warmup_ratio * config.epochs * math.ceil(len(dataset) / config.batch_size)
-        ),
-        weight_decay=config.weight_decay,
-        batch_sampler="no_duplicates",  # a duplicate text in a batch would be a false in-batch negative
-        eval_strategy="epoch" if has_eval else "no",
-        save_strategy="epoch",
-        save_total_limit=2 if has_eval else 1,
-        load_best_model_at_end=has_eval,
-        metric_for_best_model="eval_dev_ndcg@10" if has_eval else None,
-        greater_is_better=True,
-        logging_steps=config.logging_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        disable_tqdm=not show_progress_bar,
-        use_cpu=device == "cpu",
-        dataloader_drop_last=False,
+    args = _training_args(
+        config, Path(output_dir), len(dataset), evaluator is not None, device, show_progress_bar
     )
     trainer = HonedTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        loss=loss,
+        loss=build_loss(model, config, guide),
         evaluator=evaluator,
         precision=precision,
     )
+    start_epoch = 0.0
+    if resume_from is not None:
+        state = json.loads((Path(resume_from) / "trainer_state.json").read_text(encoding="utf-8"))
+        start_epoch = float(state.get("epoch") or 0.0)
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
-    history = trainer.state.log_history
-    curve = tuple(
-        {
-            "epoch": float(h["epoch"]),
-            **{k[5:]: float(v) for k, v in h.items() if k.startswith("eval_dev_")},
-        }
-        for h in history
-        if "eval_dev_ndcg@10" in h
-    )
-    losses_ = tuple(
-        {"epoch": float(h["epoch"]), "step": float(h["step"]), "loss": float(h["loss"])}
-        for h in history
-        if "loss" in h
-    )
+    curve, losses = _curves(trainer.state.log_history)
     best = (
         max(curve, key=lambda c: c["dev_ndcg@10"])
         if curve
         else {"epoch": float(config.epochs), "dev_ndcg@10": float("nan")}
     )
-    shutil.rmtree(output_dir, ignore_errors=True)
+    # Every process writes its RNG state into the checkpoints: wait for all before removing them
+    # (once per machine: on several nodes without a shared disk each node has its own copy).
+    trainer.accelerator.wait_for_everyone()
+    if not keep_checkpoints and trainer.is_local_process_zero():
+        shutil.rmtree(output_dir, ignore_errors=True)
     model.eval()
     return TrainResult(
         curve=curve,
-        loss_curve=losses_,
+        loss_curve=losses,
         best_epoch=best["epoch"],
         best_dev_ndcg10=best["dev_ndcg@10"],
         rows=len(dataset),
         steps=trainer.state.global_step,
         seconds=seconds,
-        rows_per_second=len(dataset) * config.epochs / seconds,
+        rows_per_second=len(dataset) * max(config.epochs - start_epoch, 0.0) / seconds,
         precision=precision.value,
         dims=tuple(dims),
         config=config.to_dict(),
+        resumed_from_epoch=start_epoch,
     )
