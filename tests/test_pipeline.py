@@ -68,8 +68,8 @@ def test_run_folder_has_every_artifact(tiny_run) -> None:
         "baseline",
         "mine",
         "train",
-        "evaluate",
         "save",
+        "evaluate",
         "report",
     ]
     report = (out / "report.md").read_text()
