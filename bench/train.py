@@ -23,7 +23,7 @@ from pathlib import Path
 from honed.data import load_beir
 from honed.encode import EmbeddingCache, Precision, default_model_path, load_model
 from honed.mine import MiningConfig, mine_hard_negatives
-from honed.pipeline import RunConfig, _positives, split_data
+from honed.pipeline import RunConfig, positives_only, split_data
 from honed.train import (
     DevEvaluator,
     TrainConfig,
@@ -80,7 +80,7 @@ def main() -> None:
     cache = EmbeddingCache(precision=Precision.BF16)
     base = load_model(default_model_path(), "cpu")
     doc_emb = cache.encode(base, doc_texts)
-    positives = _positives(train)
+    positives = positives_only(train)
     qids = sorted(positives)
     q_emb = cache.encode(base, [data.queries[q] for q in qids])
     rows = mine_hard_negatives(

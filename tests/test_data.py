@@ -20,7 +20,8 @@ from honed.data import (
     load_beir,
 )
 
-SCIFACT = Path("/work/shared/data/scifact")
+# ../shared beside the checkout (as on the dev machines and in CI)
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 CORPUS = [
     {"_id": "d1", "title": "Vitamin D", "text": "Vitamin D prevents fractures."},

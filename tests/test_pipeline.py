@@ -59,6 +59,11 @@ def test_run_folder_has_every_artifact(tiny_run) -> None:
         "plots/ndcg_vs_dim.png",
         "plots/training_curve.png",
         "model/README.md",
+        "metrics/evidence.json",
+        "metrics/per_query_test.json",
+        "plots/per_query_delta.png",
+        "plots/first_rank.png",
+        "training.json",
     ):
         assert (out / name).is_file(), name
     assert not (out / "checkpoints").exists()
@@ -247,3 +252,14 @@ def _slice(src: Path, dst: Path, n_train: int, n_test: int, n_docs: int) -> Path
     ]
     (dst / "queries.jsonl").write_text("\n".join(queries) + "\n")
     return dst
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_runs(mini_beir: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        run_pipeline(_tiny_config(mini_beir, out, tiny_model_path))
+    a, b = outs
+    assert (a / "mined.jsonl").read_bytes() == (b / "mined.jsonl").read_bytes()
+    for name in ("base.json", "bm25.json", "tuned.json"):
+        assert json.loads((a / "metrics" / name).read_text()) == json.loads((b / "metrics" / name).read_text())

@@ -12,9 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from honed.guard import ResourceError  # no torch at import: `honed --help` stays instant
+
 __all__ = ["main"]
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ImportError, PermissionError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    ImportError,
+    PermissionError,
+    ResourceError,  # the guard's refusal; other MemoryErrors are bugs and keep their traceback
+)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

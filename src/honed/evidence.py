@@ -60,7 +60,8 @@ def significance(
     Returns:
         ``tests`` (one dict per system pair and metric), ``improved``/``regressed`` (10 each,
         tuned vs base at full dim), ``first_rank`` (qid -> [base rank, tuned rank]) and
-        ``ndcg_delta`` (qid -> tuned - base nDCG@10 at full dim), plus the resampling settings.
+        ``ndcg_delta`` (qid -> tuned - base nDCG@10 at full dim), ``per_query`` (system ->
+        metric -> qid -> value), plus the resampling settings.
     """
     per_system = {
         name: per_query(qrels, run, SIGNIFICANCE_METRICS) for name, run in systems.items()
@@ -88,6 +89,7 @@ def significance(
         "regressed": [asdict(c) for c in regressed],
         "first_rank": {q: [ranks_base[q], ranks_tuned[q]] for q in sorted(ranks_base)},
         "ndcg_delta": {q: tuned_ndcg[q] - base_ndcg[q] for q in sorted(base_ndcg)},
+        "per_query": per_system,  # system -> metric -> qid -> value
     }
 
 

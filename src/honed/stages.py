@@ -26,6 +26,14 @@ from honed.encode import (
     resolve_model_name,
 )
 from honed.evidence import check_leakage, significance, training_evidence
+from honed.guard import (
+    ResourceEstimate,
+    check,
+    estimate_mining,
+    estimate_training,
+    peak_memory,
+    reset_peak,
+)
 from honed.leakage import shared_positives
 from honed.mine import mine_hard_negatives, write_mined
 from honed.pipeline import (
@@ -76,6 +84,8 @@ class Run:
         self.completed: list[str] = []
         self.cache = EmbeddingCache(batch_size=config.encode_batch_size, precision=config.precision)
         self.state: dict[str, Any] = {}
+        self.estimates: dict[str, dict[str, Any]] = {}  # stage -> estimate, then the actual
+        self._watch: tuple[bool, float] = (False, 0.0)  # (peak window opened, start)
 
     def execute(self) -> RunResult:
         from honed import __version__
@@ -107,12 +117,30 @@ class Run:
             getattr(self, f"stage_{stage}")()
             self.timings[stage] = round(time.perf_counter() - start, 2)
             self.completed.append(stage)
-            write_json(
-                self.out / "status.json", {"completed": self.completed, "timings": self.timings}
-            )
+            self._write_status()
         result = replace(self.result, timings=self.timings)
         write_json(self.out / "report.json", asdict(result))
         return result
+
+    def _write_status(self) -> None:
+        write_json(
+            self.out / "status.json",
+            {"completed": self.completed, "timings": self.timings, "estimates": self.estimates},
+        )
+
+    def _guard(self, estimate: ResourceEstimate) -> None:
+        """Print and record the estimate, refuse what cannot fit, and open the peak window."""
+        self.say(estimate.sentence())
+        self.estimates[estimate.stage] = estimate.to_dict()
+        self._write_status()  # recorded before the work: a killed stage still leaves it
+        check(estimate)
+        self._watch = (reset_peak(estimate.device), time.perf_counter())
+
+    def _record_actual(self, stage: str) -> None:
+        """Add the stage's measured time and peak memory next to its estimate."""
+        entry, (window, start) = self.estimates[stage], self._watch
+        entry["actual_seconds"] = round(time.perf_counter() - start, 2)
+        entry["actual_peak_bytes"] = peak_memory(entry["device"]) if window else None
 
     def stage_load(self) -> None:
         self.say(f"loading {self.config.data}")
@@ -182,6 +210,11 @@ class Run:
         self.say(f"mining {self.config.mining.num_negatives} hard negatives per training pair")
         positives = positives_only(self.train)
         qids = sorted(positives)
+        dim = self.base_docs.shape[1]
+        depth = self.config.mining.depth
+        self._guard(
+            estimate_mining(len(qids), len(self.doc_ids), dim, depth, embeddings_resident=True)
+        )
         self.mined = mine_hard_negatives(
             positives,
             self.data.queries,
@@ -191,6 +224,7 @@ class Run:
             self.base_docs,
             self.config.mining,
         )
+        self._record_actual("mine")
         write_mined(self.mined.rows, self.out / "mined.jsonl")
         write_json(self.out / "mining_report.json", asdict(self.mined.report))
 
@@ -214,6 +248,8 @@ class Run:
             f"training on {len(self.mined.rows)} rows ({training.loss.value}, {training.epochs} epochs)"
             + (f", resuming from {checkpoint.name}" if checkpoint else "")
         )
+        eval_texts = len(self.doc_texts) + len(self.dev)
+        self._guard(estimate_training(self.model, self.mined.rows, training, eval_texts=eval_texts))
         guide = None
         if training.loss.value == "gist":
             guide = load_model(self.base_path, self.device, self.config.trust_remote_code)
@@ -230,6 +266,7 @@ class Run:
             resume_from=checkpoint,
             keep_checkpoints=True,
         )
+        self._record_actual("train")
         self.cache.forget(self.model)
         write_json(self.out / "training.json", asdict(self.trained))
 
@@ -240,7 +277,10 @@ class Run:
         self.runs["tuned"] = dense_runs(q_tuned, tuned_docs, self.doc_ids, self.splits, self.dims)
         self.metrics["tuned"] = metrics_of(self.runs["tuned"], self.splits)
         write_json(self.out / "metrics" / "tuned.json", self.metrics["tuned"])
-        self.evidence = self._evidence()
+        evidence = self._evidence()
+        # Per-query values get a file of their own; report.json keeps the summaries.
+        write_json(self.out / "metrics" / "per_query_test.json", evidence["test"].pop("per_query"))
+        self.evidence = evidence
         write_json(self.out / "metrics" / "evidence.json", self.evidence)
 
     def _evidence(self) -> dict[str, Any]:
