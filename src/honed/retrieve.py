@@ -64,6 +64,19 @@ def _as_float(array: np.ndarray) -> np.ndarray:
     return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
 
 
+def _same_float(query_emb: np.ndarray, doc_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays floating point and of ONE dtype (float32 when they differ).
+
+    A float64 query block against float32 documents makes numpy copy the whole document matrix
+    to float64 for every query chunk: quadratic memory traffic (seen: 259 s instead of ~10 s for
+    1,000 queries x 1M documents).
+    """
+    query_emb, doc_emb = _as_float(query_emb), _as_float(doc_emb)
+    if query_emb.dtype != doc_emb.dtype:
+        query_emb, doc_emb = query_emb.astype(np.float32), doc_emb.astype(np.float32, copy=False)
+    return query_emb, doc_emb
+
+
 def _check_search_inputs(
     query_emb: np.ndarray, doc_emb: np.ndarray, k: int, chunk_size: int
 ) -> None:
@@ -146,7 +159,7 @@ def top_k(
         >>> idx.tolist(), sc.tolist()
         ([[0], [1]], [[1.0], [1.0]])
     """
-    query_emb, doc_emb = _as_float(query_emb), _as_float(doc_emb)
+    query_emb, doc_emb = _same_float(query_emb, doc_emb)
     _check_search_inputs(query_emb, doc_emb, k, chunk_size)
     chunks = list(_chunked_top_k(query_emb, doc_emb, k, chunk_size))
     width = min(k, doc_emb.shape[0])
@@ -204,7 +217,7 @@ def search(
         >>> search(emb, emb, ["q1", "q2"], ["d1", "d2"], k=1)
         {'q1': {'d1': 1.0}, 'q2': {'d2': 1.0}}
     """
-    query_emb, doc_emb = _as_float(query_emb), _as_float(doc_emb)
+    query_emb, doc_emb = _same_float(query_emb, doc_emb)
     _check_search_inputs(query_emb, doc_emb, k, chunk_size)
     _unique_ids("query_ids", query_ids, query_emb.shape[0])
     doc_row = _unique_ids("doc_ids", doc_ids, doc_emb.shape[0])
