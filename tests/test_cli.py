@@ -187,3 +187,38 @@ def test_check_says_when_honed_run_cannot_use_the_folder(mini_beir_copy: Path,
     assert main(["check", str(mini_beir_copy)]) == 0
     out = capsys.readouterr().out
     assert "honed run needs qrels/test.tsv" in out and "next: honed run" not in out
+
+
+@pytest.mark.parametrize(
+    ("error", "fragment"),
+    [
+        (OSError(28, "No space left on device"), "No space left on device"),
+        (PermissionError(13, "Permission denied"), "Permission denied"),
+    ],
+)
+def test_disk_full_and_permission_errors_are_one_line(
+    error: OSError, fragment: str, mini_beir: Path, tiny_model_path: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import honed.stages
+
+    real = honed.stages.write_json
+
+    def failing(path: Path, obj: object) -> None:
+        if path.name == "mining_report.json":  # fail in the middle of the run
+            error.filename = str(path)
+            raise error
+        real(path, obj)
+
+    monkeypatch.setattr(honed.stages, "write_json", failing)
+    out = tmp_path / "run"
+    code = main(["run", str(mini_beir), "--out", str(out), "--base", str(tiny_model_path),
+                 "--precision", "fp32", "--dev-fraction", "0.25", "--min-dev-queries", "4"])
+    err = capsys.readouterr().err
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and fragment in errors[0] and "mining_report.json" in errors[0]
+    assert "Traceback" not in err
+    status = json.loads((out / "status.json").read_text())
+    assert "mine" not in status["completed"]  # the failed stage does not look finished
+    assert not (out / "mining_report.json").exists() and not (out / "report.md").exists()

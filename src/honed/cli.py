@@ -22,6 +22,7 @@ USER_ERRORS = (
     FileExistsError,
     ImportError,
     PermissionError,
+    OSError,  # disk full, read-only folder, ...: one line naming the path (atomic writes leave no half file)
     ResourceError,  # the guard's refusal; other MemoryErrors are bugs and keep their traceback
 )
 
