@@ -56,6 +56,7 @@ def test_run_folder_has_every_artifact(tiny_run) -> None:
         "metrics/base.json",
         "metrics/bm25.json",
         "metrics/tuned.json",
+        "metrics/hybrid.json",
         "plots/ndcg_vs_dim.png",
         "plots/training_curve.png",
         "model/README.md",
@@ -80,7 +81,7 @@ def test_run_folder_has_every_artifact(tiny_run) -> None:
     report = (out / "report.md").read_text()
     for section in ("## Verdict", "## Test split", "## Significance (test split)", "## Most improved",
                     "## Most regressed", "## Leakage and overfitting checks", "## Hard-negative mining",
-                    "## Time per stage"):
+                    "## Time per stage", "## Hybrid (dense + BM25)"):
         assert section in report, section
     assert report.index("## Verdict") < report.index("## Test split")  # the verdict comes first
     config = json.loads((out / "config.json").read_text())
@@ -108,7 +109,10 @@ def test_model_loads_without_honed(tiny_run) -> None:
 @pytest.mark.slow
 def test_metrics_cover_every_system_split_and_dim(tiny_run) -> None:
     _, result, messages = tiny_run
-    assert set(result.metrics) == {"base", "bm25", "tuned"}
+    assert set(result.metrics) == {"base", "bm25", "tuned", "hybrid"}
+    for split in ("dev", "test"):
+        assert set(result.metrics["hybrid"][split]) == {"hybrid"}
+        assert all(0.0 <= v <= 1.0 for v in result.metrics["hybrid"][split]["hybrid"].values())
     for system in ("base", "tuned"):
         for split in ("dev", "test"):
             assert set(result.metrics[system][split]) == {
@@ -145,6 +149,49 @@ def test_verdict_recommends_base_when_tuning_hurts_dev(tiny_run) -> None:
     verdict = make_verdict(metrics, [32], _FakeTrain())
     assert verdict["recommendation"] == "base"
     assert verdict["sentences"][0].startswith("Fine-tuning did NOT help on dev")
+
+
+@pytest.mark.slow
+def test_hybrid_is_chosen_on_dev_and_tested_on_test(tiny_run) -> None:
+    out, result, messages = tiny_run
+    fusion = result.evidence["fusion"]
+    assert fusion["method"] in {"rrf", "minmax", "zscore"} and 0.0 < fusion["weight"] < 1.0
+    assert len(fusion["grid"]) == 27
+    assert fusion["dev_ndcg10"] == pytest.approx(
+        result.metrics["hybrid"]["dev"]["hybrid"]["ndcg@10"]
+    )  # the dev score of the choice is the dev score of the hybrid run built with it
+    pairs = {(t["system_a"], t["system_b"]) for t in result.evidence["test"]["tests"]}
+    assert {("tuned@32", "hybrid"), ("bm25", "hybrid")} <= pairs
+    retrieval = result.verdict["retrieval"]
+    dev = retrieval["ndcg10"]["dev"]
+    assert dev[retrieval["deploy"]] == max(dev.values())
+    assert result.verdict["sentences"][-1].startswith(f"Deploy {retrieval['deploy']} retrieval")
+    report = (out / "report.md").read_text()
+    assert "| hybrid | - |" in report and "- Test, hybrid vs BM25:" in report
+    assert any(m.startswith("hybrid: ") for m in messages)
+    evidence = json.loads((out / "metrics" / "evidence.json").read_text())
+    assert evidence["fusion"]["method"] == fusion["method"]
+
+
+@pytest.mark.slow
+def test_verdict_deploys_hybrid_only_when_it_wins_on_dev(tiny_run) -> None:
+    from honed.pipeline import make_verdict
+
+    _, result, _ = tiny_run
+    metrics = json.loads(json.dumps(result.metrics))
+    fusion = result.evidence["fusion"]
+    for system, dim, value in (("base", "32", 0.2), ("tuned", "32", 0.3), ("bm25", "bm25", 0.3)):
+        metrics[system]["dev"][dim]["ndcg@10"] = value
+    metrics["hybrid"]["dev"]["hybrid"]["ndcg@10"] = 0.4
+    metrics["hybrid"]["test"]["hybrid"]["ndcg@10"] = 0.0  # test must not change the decision
+    verdict = make_verdict(metrics, [32], _FakeTrain(), result.evidence["test"]["tests"], fusion)
+    assert verdict["retrieval"]["deploy"] == "hybrid"
+    assert f"({fusion['method']}, dense weight {fusion['weight']:g})" in verdict["sentences"][-1]
+    assert "vs tuned " in verdict["sentences"][-1] and "vs BM25 " in verdict["sentences"][-1]
+    metrics["hybrid"]["dev"]["hybrid"]["ndcg@10"] = 0.3  # a tie goes to the simpler system
+    assert make_verdict(metrics, [32], _FakeTrain())["retrieval"]["deploy"] == "dense"
+    del metrics["hybrid"]
+    assert make_verdict(metrics, [32], _FakeTrain())["retrieval"] is None
 
 
 class _FakeTrain:
@@ -261,5 +308,5 @@ def test_same_seed_gives_identical_runs(mini_beir: Path, tiny_model_path: Path, 
         run_pipeline(_tiny_config(mini_beir, out, tiny_model_path))
     a, b = outs
     assert (a / "mined.jsonl").read_bytes() == (b / "mined.jsonl").read_bytes()
-    for name in ("base.json", "bm25.json", "tuned.json"):
+    for name in ("base.json", "bm25.json", "tuned.json", "hybrid.json"):
         assert json.loads((a / "metrics" / name).read_text()) == json.loads((b / "metrics" / name).read_text())

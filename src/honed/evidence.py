@@ -38,6 +38,10 @@ def _comparisons(systems: Mapping[str, Run], dims: Sequence[str]) -> list[tuple[
     pairs = [(f"base@{d}", f"tuned@{d}") for d in dims]
     if "bm25" in systems:
         pairs += [("bm25", f"tuned@{dims[0]}"), ("bm25", f"base@{dims[0]}")]
+    if "hybrid" in systems:  # hybrid = tuned@full fused with BM25: test it against each part
+        pairs.append((f"tuned@{dims[0]}", "hybrid"))
+        if "bm25" in systems:
+            pairs.append(("bm25", "hybrid"))
     return pairs
 
 
@@ -53,7 +57,9 @@ def significance(
 
     Args:
         qrels: the split's judgments.
-        systems: ``"base@384"``, ``"tuned@384"``, ... and optionally ``"bm25"`` -> run.
+        systems: ``"base@384"``, ``"tuned@384"``, ... and optionally ``"bm25"`` and
+            ``"hybrid"`` -> run. With ``"hybrid"``, it is tested against tuned at full dim and
+            against BM25 (``system_b`` is ``"hybrid"`` in those tests).
         dims: Matryoshka dims as strings, largest first.
         queries: qid -> text (for the per-query lists).
 

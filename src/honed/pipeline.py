@@ -118,7 +118,7 @@ class RunResult:
     run_dir: str
     config: dict[str, Any]
     data: dict[str, Any]
-    metrics: dict[str, SplitMetrics]  # system ("base", "bm25", "tuned") -> split -> dim -> metric
+    metrics: dict[str, SplitMetrics]  # system (base, bm25, tuned, hybrid) -> split -> dim -> metric
     mining: dict[str, Any]
     training: dict[str, Any]
     timings: dict[str, float]
@@ -374,13 +374,59 @@ def _training_dict(result: TrainResult, base: SplitMetrics, dims: Sequence[int])
     return d
 
 
+def _hybrid_verdict(
+    metrics: Mapping[str, SplitMetrics],
+    full: str,
+    model: str,
+    stat: Mapping[tuple[str, str, str], Mapping[str, Any]],
+    fusion: Mapping[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """Which of dense / BM25 / hybrid to deploy, decided on dev nDCG@10, and the sentence saying so.
+
+    ``dense`` is the recommended model (``model``: tuned or base) at full dim. On a dev tie the
+    simpler system wins: dense, then BM25 (one index each), then hybrid (needs both).
+    """
+    scores = {
+        split: {
+            "dense": metrics[model][split][full]["ndcg@10"],
+            "bm25": metrics["bm25"][split]["bm25"]["ndcg@10"],
+            "hybrid": metrics["hybrid"][split]["hybrid"]["ndcg@10"],
+        }
+        for split in ("dev", "test")
+    }
+    dev, test = scores["dev"], scores["test"]
+    deploy = max(dev, key=lambda name: dev[name])  # first of the tied: dense, bm25, hybrid
+    how = f" ({fusion['method']}, dense weight {fusion['weight']:g})" if fusion else ""
+    quoted = [
+        f"vs {label} {t['sentence']}"
+        for label, pair in (("tuned", (f"tuned@{full}", "hybrid")), ("BM25", ("bm25", "hybrid")))
+        if (t := stat.get((*pair, "ndcg@10")))
+    ]
+    sentence = (
+        f"Deploy {deploy} retrieval (decided on dev nDCG@10: dense {dev['dense']:.3f}, BM25 "
+        f"{dev['bm25']:.3f}, hybrid{how} {dev['hybrid']:.3f}); on test hybrid {test['hybrid']:.3f}"
+        + (
+            f": {'; '.join(quoted)}."
+            if quoted
+            else f" vs dense {test['dense']:.3f}, BM25 {test['bm25']:.3f}."
+        )
+    )
+    return sentence, {"deploy": deploy, "dense_model": model, "ndcg10": scores}
+
+
 def make_verdict(
     metrics: Mapping[str, SplitMetrics],
     dims: Sequence[int],
     result: Any,
     tests: Sequence[Mapping[str, Any]] = (),
+    fusion: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Did fine-tuning clear the baseline and BM25? Decided on dev; test is reported, not used to choose."""
+    """Did fine-tuning clear the baseline and BM25? Decided on dev; test is reported, not used to choose.
+
+    With a ``"hybrid"`` system in ``metrics`` (and ``fusion``, the chosen
+    :class:`~honed.fuse.FusionChoice` as a dict), one more sentence says which of dense, BM25 and
+    hybrid to deploy (``verdict["retrieval"]``; None without hybrid).
+    """
     full = str(max(dims))
     base_dev = metrics["base"]["dev"][full]["ndcg@10"]
     tuned_dev = metrics["tuned"]["dev"][full]["ndcg@10"]
@@ -419,6 +465,10 @@ def make_verdict(
             f"Smallest tuned dim at least as good as the untuned model at {full} dims: "
             f"{min(small)} ({best:.3f} vs {base_test:.3f})."
         )
+    retrieval = None
+    if "hybrid" in metrics and "bm25" in metrics:
+        sentence, retrieval = _hybrid_verdict(metrics, full, recommend, stat, fusion)
+        lines.append(sentence)
     return {
         "recommendation": recommend,
         "base_dev_ndcg10": base_dev,
@@ -427,5 +477,6 @@ def make_verdict(
         "tuned_test_ndcg10": tuned_test,
         "bm25_test_ndcg10": bm25_test,
         "best_epoch": result.best_epoch,
+        "retrieval": retrieval,
         "sentences": lines,
     }

@@ -36,7 +36,40 @@ def metrics_table(metrics: Mapping[str, Any], split: str) -> str:
             base, tuned = metrics["base"][split][dim], metrics["tuned"][split][dim]
             cells = [f"**{tuned[c]:.4f}** ({tuned[c] - base[c]:+.3f})" for c in COLUMNS]
             lines.append(f"| tuned | {dim} | " + " | ".join(cells) + " |")
+    if "hybrid" in metrics:  # tuned at full dim fused with BM25: see the hybrid section
+        row = metrics["hybrid"][split]["hybrid"]
+        lines.append("| hybrid | - | " + " | ".join(f"{row[c]:.4f}" for c in COLUMNS) + " |")
     return "\n".join(lines)
+
+
+def _hybrid_section(run: RunResult) -> str:
+    """Chosen fusion, the test comparisons with its parts, and which retrieval to deploy."""
+    fusion, retrieval = run.evidence["fusion"], run.verdict.get("retrieval")
+    full = str(max(int(d) for d in run.metrics["tuned"]["test"]))
+    tests = {
+        (t["system_a"], t["system_b"]): t
+        for t in run.evidence["test"]["tests"]
+        if t["metric"] == "ndcg@10"
+    }
+    methods = ", ".join(dict.fromkeys(g["method"] for g in fusion["grid"]))
+    lines = [
+        f"The tuned model at {full} dims fused with BM25. Method and dense weight chosen on dev "
+        f"nDCG@10 over {len(fusion['grid'])} settings ({methods} x dense weight): "
+        f"**{fusion['method']}, dense weight {fusion['weight']:g}** (BM25 "
+        f"{1 - fusion['weight']:g}), dev nDCG@10 {fusion['dev_ndcg10']:.4f}.",
+        "",
+    ]
+    for label, key in (("tuned (dense)", f"tuned@{full}"), ("BM25", "bm25")):
+        if (key, "hybrid") in tests:
+            lines.append(f"- Test, hybrid vs {label}: {tests[(key, 'hybrid')]['sentence']}.")
+    if retrieval:
+        dev = retrieval["ndcg10"]["dev"]
+        lines.append(
+            f"\nDeploy: **{retrieval['deploy']}** (dev nDCG@10: dense ({retrieval['dense_model']}) "
+            f"{dev['dense']:.4f}, BM25 {dev['bm25']:.4f}, hybrid {dev['hybrid']:.4f}; decided on "
+            "dev, test reported only)."
+        )
+    return "## Hybrid (dense + BM25)\n\n" + "\n".join(lines)
 
 
 def _mining_table(mining: Mapping[str, Any]) -> str:
@@ -91,6 +124,7 @@ def render_markdown(run: RunResult) -> str:
         "## Dev split (carved from training data; model selection)\n\n"
         + metrics_table(run.metrics, "dev"),
         "![nDCG@10 vs dimension](plots/ndcg_vs_dim.png)",
+        *([_hybrid_section(run)] if "fusion" in run.evidence and "hybrid" in run.metrics else []),
         "## Training\n\n"
         f"{training['rows']} rows, {training['steps']} steps, {training['seconds'] / 60:.1f} min "
         f"({training['rows_per_second']:.2f} rows/s, {training['precision']}), Matryoshka dims "
@@ -287,6 +321,13 @@ def write_plots(run: RunResult, folder: Path) -> list[Path]:
                 linestyle=style,
                 color="grey",
                 label=f"BM25 ({split})",
+            )
+        if "hybrid" in run.metrics:
+            ax.axhline(
+                run.metrics["hybrid"][split]["hybrid"]["ndcg@10"],
+                linestyle=style,
+                color="tab:green",
+                label=f"hybrid ({split})",
             )
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims, [str(d) for d in dims])

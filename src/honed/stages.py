@@ -26,6 +26,7 @@ from honed.encode import (
     resolve_model_name,
 )
 from honed.evidence import check_leakage, significance, training_evidence
+from honed.fuse import FusionChoice, choose_fusion, fuse
 from honed.guard import (
     ResourceEstimate,
     check,
@@ -75,6 +76,9 @@ def _check_inputs_unchanged(data_json: Path, root: Path) -> None:
 
 class Run:
     """One execution of ``honed run`` (internal: use :func:`honed.pipeline.run_pipeline`)."""
+
+    fusion: FusionChoice  # set by the evaluate stage when BM25 is on
+    result: RunResult  # set by the report stage
 
     def __init__(
         self, config: RunConfig, notify: Callable[[str], None], resume: bool = False
@@ -277,17 +281,43 @@ class Run:
         self.runs["tuned"] = dense_runs(q_tuned, tuned_docs, self.doc_ids, self.splits, self.dims)
         self.metrics["tuned"] = metrics_of(self.runs["tuned"], self.splits)
         write_json(self.out / "metrics" / "tuned.json", self.metrics["tuned"])
+        if "bm25" in self.runs:
+            self._hybrid()
         evidence = self._evidence()
         # Per-query values get a file of their own; report.json keeps the summaries.
         write_json(self.out / "metrics" / "per_query_test.json", evidence["test"].pop("per_query"))
+        if "hybrid" in self.runs:
+            evidence["fusion"] = asdict(self.fusion)
         self.evidence = evidence
         write_json(self.out / "metrics" / "evidence.json", self.evidence)
+
+    def _hybrid(self) -> None:
+        """Fuse the tuned model (full dim) with BM25; method and weight are chosen on dev only."""
+        full = str(max(self.dims))
+        dense, bm25 = self.runs["tuned"], self.runs["bm25"]
+        self.fusion = choose_fusion(self.dev, dense["dev"][full], bm25["dev"]["bm25"])
+        weights = [self.fusion.weight, 1.0 - self.fusion.weight]
+        self.say(
+            f"hybrid: {self.fusion.method}, dense weight {self.fusion.weight:g} "
+            f"(dev nDCG@10 {self.fusion.dev_ndcg10:.4f}, chosen over {len(self.fusion.grid)} settings)"
+        )
+        self.runs["hybrid"] = {
+            split: {
+                "hybrid": fuse(
+                    [dense[split][full], bm25[split]["bm25"]], self.fusion.method, weights
+                )
+            }
+            for split in self.splits
+        }
+        self.metrics["hybrid"] = metrics_of(self.runs["hybrid"], self.splits)
+        write_json(self.out / "metrics" / "hybrid.json", self.metrics["hybrid"])
 
     def _evidence(self) -> dict[str, Any]:
         dims = [str(d) for d in sorted(self.dims, reverse=True)]
         systems = {f"{s}@{d}": self.runs[s]["test"][d] for s in ("base", "tuned") for d in dims}
-        if "bm25" in self.runs:
-            systems["bm25"] = self.runs["bm25"]["test"]["bm25"]
+        for name in ("bm25", "hybrid"):
+            if name in self.runs:
+                systems[name] = self.runs[name]["test"][name]
         test_queries = {q: self.data.queries[q] for q in self.test}
         train_queries = {q: self.data.queries[q] for q in self.train}
         curve = _training_dict(self.trained, self.metrics["base"], self.dims)["curve"]
@@ -329,7 +359,11 @@ class Run:
             timings=self.timings,
             encode_stats=asdict(self.cache.stats),
             verdict=make_verdict(
-                self.metrics, self.dims, self.trained, self.evidence["test"]["tests"]
+                self.metrics,
+                self.dims,
+                self.trained,
+                self.evidence["test"]["tests"],
+                self.evidence.get("fusion"),
             ),
             environment={**environment(), "base_fingerprint": self.base_fp},
             evidence=self.evidence,
