@@ -168,7 +168,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-rows", type=int, default=128, help="training rows of the probe")
     p.add_argument("--out", help="also write the report (markdown) to this file")
     _add_model_args(p)
+    _add_index_parsers(sub)
     return parser
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def _add_index_parsers(sub: Any) -> None:
+    p = sub.add_parser("index", help="build a two-stage Matryoshka index of a corpus")
+    p.add_argument("model", help="model folder or hub id ('all-MiniLM-L6-v2' = the bundled base)")
+    p.add_argument("corpus", help="BEIR folder or corpus.jsonl")
+    p.add_argument("--out", required=True, help="index folder to create")
+    p.add_argument("--shortlist-dim", type=int, default=128, help="dims of the fast tier (128)")
+    p.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "int8", "binary"],
+        help="fast-tier storage: 4, 1 or 1/8 byte per dim",
+    )
+    p.add_argument("--batch-size", type=int, default=10_000, help="texts encoded per write")
+    p.add_argument("--encode-precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+
+    p = sub.add_parser("search", help="search an index with a query text")
+    p.add_argument("index", help="index folder from honed index")
+    p.add_argument("query")
+    p.add_argument("--model", help="model folder (default: the one recorded in index.json)")
+    p.add_argument("-k", type=int, default=10, help="results (10)")
+    p.add_argument("--shortlist", type=int, default=100, help="candidates re-ranked (100)")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+
+    p = sub.add_parser("plan", help="choose shortlist dim, precision and size on a labelled split")
+    p.add_argument("model", help="model folder or hub id")
+    p.add_argument("data", help="BEIR folder")
+    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--dims", type=_ints, default=None, help="shortlist dims (Matryoshka dims < full)"
+    )
+    p.add_argument(
+        "--precisions",
+        type=lambda s: tuple(s.split(",")),
+        default=("float32", "int8", "binary"),
+        help="fast-tier precisions to try",
+    )
+    p.add_argument("--shortlists", type=_ints, default=(50, 100, 200), help="shortlist sizes")
+    p.add_argument("--out", help="folder for plan.md, plan.json and plan.png")
+    _add_model_args(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -448,6 +496,96 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from honed.encode import load_model, resolve_model_name
+    from honed.index import Index, read_corpus
+
+    ids, texts = read_corpus(args.corpus)
+    resolved = resolve_model_name(args.model)
+    name = str(Path(resolved).resolve()) if Path(resolved).exists() else resolved
+    model = load_model(resolved, args.device)
+    index = Index.build(
+        model,
+        ids,
+        texts,
+        args.out,
+        shortlist_dim=args.shortlist_dim,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        model_name=name,
+        encode_precision=args.encode_precision,
+        show_progress_bar=True,
+    )
+    info, full_mb = index.info, index.full.nbytes / 2**20
+    print(
+        f"indexed {info.count:,} documents at {info.dim} dims; fast tier {info.shortlist_dim} dims "
+        f"{info.precision.value}: {index.fast_tier_bytes / 2**20:.1f} MB "
+        f"(1/{index.full.nbytes / index.fast_tier_bytes:.0f} of the {full_mb:.1f} MB full vectors)"
+    )
+    files = "index.json, ids.json, texts.jsonl, full.npy, short.npy"
+    print(f"wrote {args.out}/{{{files}{', short_scale.npy' if index.scales is not None else ''}}}")
+    print(f'next: honed search {args.out} "your query" -k 10 --shortlist 100')
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from honed.encode import encode_texts, load_model
+    from honed.index import Index, read_info
+
+    info = read_info(args.index)
+    name = args.model or info.model_name
+    if not args.model and not Path(name).exists():
+        raise ValueError(
+            f"{args.index}/index.json records the model {name or '(none)'!r}, which is not a folder "
+            "here; fix: pass --model MODEL (the model that built the index)"
+        )
+    model = load_model(name, args.device)
+    index = Index.load(args.index, model)
+    hits = index.search(encode_texts(model, [args.query]), k=args.k, shortlist=args.shortlist)[0]
+    has_texts = (Path(args.index) / "texts.jsonl").is_file()
+    texts = index.texts(i for i, _ in hits) if has_texts else {}
+    print(
+        f"top {len(hits)} of {info.count:,} (shortlist {min(args.shortlist, info.count)} at "
+        f"{info.shortlist_dim} dims {info.precision.value}, re-ranked at {info.dim}):"
+    )
+    for rank, (doc_id, score) in enumerate(hits, start=1):
+        text = " ".join(texts.get(doc_id, "").split())
+        print(f"{rank:>3}. {score:.4f}  {doc_id}  {text[:100]}{'...' if len(text) > 100 else ''}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from honed.plan import plan, render_plan, write_plan
+
+    result = plan(
+        args.model,
+        args.data,
+        split=args.split,
+        dims=args.dims,
+        precisions=args.precisions,
+        shortlists=args.shortlists,
+        device=args.device,
+        encode_precision=args.precision,
+    )
+    print(render_plan(result))
+    if args.out:
+        print("wrote " + ", ".join(str(p) for p in write_plan(result, args.out)))
+    rec = result.recommended
+    if rec.exact:
+        print(
+            f"next: keep exact {rec.shortlist_dim}-dim search (no cheaper configuration within "
+            f"{result.tolerance:.0%})"
+        )
+    else:
+        print(
+            f"next: honed index {args.model} {args.data} --out index --shortlist-dim "
+            f"{rec.shortlist_dim} --precision {rec.precision.value}, then search with "
+            f"--shortlist {rec.shortlist}"
+        )
+    return 0
+
+
 HANDLERS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -457,6 +595,9 @@ HANDLERS = {
     "report": cmd_report,
     "diagnose": cmd_diagnose,
     "compare": cmd_compare,
+    "index": cmd_index,
+    "search": cmd_search,
+    "plan": cmd_plan,
 }
 
 
