@@ -266,3 +266,19 @@ def test_default_model_path_refuses_corrupted_weights(
     with pytest.raises(ValueError, match=r"does not match all-MiniLM-L6-v2's published"):
         default_model_path()
     assert default_model_path(verify=False) == str(tmp_path)  # verification can be skipped
+
+
+def test_load_model_never_trusts_remote_code_unless_asked(tiny_model_path, monkeypatch) -> None:
+    import sentence_transformers
+
+    seen: list[bool] = []
+    real = sentence_transformers.SentenceTransformer
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("trust_remote_code", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", spy)
+    load_model(str(tiny_model_path), "cpu")
+    load_model(str(tiny_model_path), "cpu", trust_remote_code=True)
+    assert seen == [False, True]
