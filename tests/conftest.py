@@ -22,11 +22,15 @@ Fixtures (session-scoped unless noted):
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Set before any Hugging Face import so that nothing below can reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `honed run` keeps the base model's embeddings on disk by default; tests must never write to (or
+# read from) the user's ~/.cache, so every session gets its own empty cache folder.
+os.environ["HONED_CACHE_DIR"] = tempfile.mkdtemp(prefix="honed-test-cache-")
 
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -306,3 +310,8 @@ def mini_beir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mini_beir_copy(mini_beir: Path, tmp_path: Path) -> Path:
     """A writable, per-test copy of the mini BEIR dataset."""
     return Path(shutil.copytree(mini_beir, tmp_path / "mini_beir"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this session's embedding-cache folder (see HONED_CACHE_DIR above)."""
+    shutil.rmtree(os.environ["HONED_CACHE_DIR"], ignore_errors=True)

@@ -1,4 +1,8 @@
-"""The pipeline's stages as functions of their own (``honed evaluate``, ``mine``, ``train``, ``report``)."""
+"""The pipeline's stages as functions of their own (``honed evaluate``, ``mine``, ``train``, ``report``).
+
+``evaluate_model``, ``mine`` and ``train`` also run as several processes under ``torchrun``:
+training through DDP, evaluation and mining by splitting the encoding across the processes.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,17 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from honed.data import load_beir
-from honed.distributed import barrier, is_main_process, process_device
+from honed.distributed import (
+    barrier,
+    is_main_process,
+    log_encode,
+    on_main_process,
+    process_device,
+    process_group,
+)
 from honed.encode import (
     EmbeddingCache,
     Precision,
@@ -37,7 +48,12 @@ from honed.pipeline import (
     dense_runs,
     write_json,
 )
+from honed.sampler import positives_by_query
 from honed.train import TrainConfig, TrainResult, matryoshka_dims, train_model
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
 
 __all__ = [
     "compare_systems",
@@ -58,8 +74,12 @@ def evaluate_model(
     device: str = "auto",
     precision: Precision | str = Precision.AUTO,
     trust_remote_code: bool = False,
+    batch_size: int = 64,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics of ``model`` (and BM25) on one split: system -> dim -> metric -> value.
+
+    Under ``torchrun`` each process encodes its share of the corpus and queries (``batch_size``
+    texts per forward pass), the first one computes the metrics, and every process returns them.
 
     Example:
         >>> evaluate_model("runs/scifact/model", "data/scifact")["dense"]["384"]["ndcg@10"]
@@ -67,20 +87,50 @@ def evaluate_model(
     """
     beir = load_beir(data)
     qrels = beir.split(split)
-    st_model = load_model(resolve_model_name(model), device, trust_remote_code)
-    dims = tuple(dims or matryoshka_dims(embedding_dim(st_model)))
-    cache = EmbeddingCache(precision=precision)
-    doc_ids = list(beir.corpus)
-    doc_texts = [beir.corpus[d].full_text for d in doc_ids]
-    doc_emb = cache.encode(st_model, doc_texts, show_progress_bar=True)
-    qids = sorted(qrels)
-    q_emb = dict(zip(qids, cache.encode(st_model, [beir.queries[q] for q in qids])))
-    out: dict[str, SplitMetrics] = {
-        "dense": dense_metrics(q_emb, doc_emb, doc_ids, {split: qrels}, dims)
-    }
-    if bm25:
-        out["bm25"] = bm25_metrics(beir, doc_ids, doc_texts, {split: qrels})
-    return {system: values[split] for system, values in out.items()}
+    device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    with process_group(device):
+        st_model = load_model(resolve_model_name(model), device, trust_remote_code)
+        dims = tuple(dims or matryoshka_dims(embedding_dim(st_model)))
+        cache = _launch_cache(precision, batch_size)
+        doc_ids = list(beir.corpus)
+        doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+        doc_emb = _encode(cache, st_model, doc_texts, "corpus", show_progress_bar=True)
+        qids = sorted(qrels)
+        queries = [beir.queries[q] for q in qids]
+        q_emb = dict(zip(qids, _encode(cache, st_model, queries, "queries")))
+
+        def metrics() -> dict[str, dict[str, dict[str, float]]]:
+            out: dict[str, SplitMetrics] = {
+                "dense": dense_metrics(q_emb, doc_emb, doc_ids, {split: qrels}, dims)
+            }
+            if bm25:
+                out["bm25"] = bm25_metrics(beir, doc_ids, doc_texts, {split: qrels})
+            return {system: values[split] for system, values in out.items()}
+
+        return on_main_process(metrics)
+
+
+def _launch_cache(precision: Precision | str, batch_size: int) -> EmbeddingCache:
+    """The cache of one command: under ``torchrun`` each of its calls is split across processes.
+
+    Every process of the launch makes the same calls with the same texts, which is what a split
+    needs, so even small calls are split (the default threshold guards library callers).
+    """
+    return EmbeddingCache(batch_size=batch_size, precision=precision, split_min_texts=1)
+
+
+def _encode(
+    cache: EmbeddingCache,
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    label: str,
+    show_progress_bar: bool = False,
+) -> np.ndarray:
+    """``cache.encode``, its counts logged under ``label`` when ``$HONED_LOG_ENCODE`` is set."""
+    before = asdict(cache.stats)
+    vectors = cache.encode(model, texts, show_progress_bar=show_progress_bar)  # (n, dim)
+    log_encode(label, {key: value - before[key] for key, value in asdict(cache.stats).items()})
+    return vectors
 
 
 def _refuse_existing(path: Path, overwrite: bool, model_folder: bool = False) -> None:
@@ -111,29 +161,38 @@ def mine(
     precision: Precision | str = Precision.AUTO,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    batch_size: int = 64,
 ) -> MiningReport:
     """Mine hard negatives for every positive pair of ``split`` and write ``out`` (JSON lines).
 
-    The mining report is written beside it as ``mining_report.json``.
+    The mining report is written beside it as ``mining_report.json``. Under ``torchrun`` each
+    process encodes its share of the corpus and queries (``batch_size`` texts per forward pass),
+    the first one mines and writes the files, and every process returns that report.
     """
     out = Path(out)
     _refuse_existing(out, overwrite)
     beir = load_beir(data)
     positives = beir.positives(split)
-    model = load_model(resolve_model_name(base_model), device, trust_remote_code)
-    cache = EmbeddingCache(precision=precision)
-    doc_ids = list(beir.corpus)
-    doc_texts = [beir.corpus[d].full_text for d in doc_ids]
-    doc_emb = cache.encode(model, doc_texts, show_progress_bar=True)
-    qids = sorted(positives)
-    q_emb = cache.encode(model, [beir.queries[q] for q in qids])
-    result = mine_hard_negatives(
-        positives, beir.queries, doc_ids, doc_texts, q_emb, doc_emb, config
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_mined(result.rows, out)
-    write_json(out.with_name("mining_report.json"), asdict(result.report))
-    return result.report
+    device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    with process_group(device):
+        model = load_model(resolve_model_name(base_model), device, trust_remote_code)
+        cache = _launch_cache(precision, batch_size)
+        doc_ids = list(beir.corpus)
+        doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+        doc_emb = _encode(cache, model, doc_texts, "corpus", show_progress_bar=True)
+        qids = sorted(positives)
+        q_emb = _encode(cache, model, [beir.queries[q] for q in qids], "queries")
+
+        def mine_and_write() -> MiningReport:
+            result = mine_hard_negatives(
+                positives, beir.queries, doc_ids, doc_texts, q_emb, doc_emb, config
+            )
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_mined(result.rows, out)
+            write_json(out.with_name("mining_report.json"), asdict(result.report))
+            return result.report
+
+        return on_main_process(mine_and_write)
 
 
 def _rows_from_file(path: Path) -> tuple[MinedRow, ...]:
@@ -197,7 +256,14 @@ def train(
         else None
     )
     result = train_model(
-        model, training_rows, config, out.with_name(out.name + ".checkpoints"), None, guide
+        model,
+        training_rows,
+        config,
+        out.with_name(out.name + ".checkpoints"),
+        None,
+        guide,
+        # Without qrels, a query's known positives are those of its rows in the file.
+        positives=positives_by_query(training_rows),
     )
     if is_main_process():  # DDP keeps the weights identical: one process writes them
         tmp = out.with_name(out.name + ".tmp")

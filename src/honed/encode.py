@@ -4,6 +4,11 @@ The pipeline encodes the corpus once with the base model and hands the same arra
 baseline evaluation (every Matryoshka dim is a truncation of it) and to the hard-negative miner.
 :class:`EmbeddingCache` makes that sharing explicit and countable: it keys every embedding by the
 model's fingerprint and the text's hash, and ``stats`` says how many texts were really encoded.
+
+Given a ``directory``, the cache also keeps the embeddings on disk (:mod:`honed.cache`), so a
+second run with the same base model and corpus encodes nothing. Under ``torchrun``, a large
+``encode`` call is split across the processes of the launch and every process gets the whole
+array (:func:`honed.distributed.deal_batches`).
 """
 
 from __future__ import annotations
@@ -11,12 +16,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from honed import distributed
+from honed.cache import DiskCache, encoder_setting, setting_key, text_digest
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -151,40 +161,64 @@ def _byte_dtype() -> Any:
     return torch.uint8
 
 
-def _text_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-
 @dataclass(frozen=True)
 class EncodeStats:
-    """How much work the cache saved: ``requested`` texts asked for, ``encoded`` really encoded."""
+    """How much work the cache saved.
+
+    ``requested`` texts asked for; ``encoded`` really encoded by this process; ``hits_disk``
+    read from the on-disk cache; ``received`` encoded by the other processes of a ``torchrun``
+    launch and received from them. The rest came from memory (including repeated texts).
+    """
 
     requested: int
     encoded: int
+    hits_disk: int = 0
+    received: int = 0
 
 
 class EmbeddingCache:
     """Embeddings keyed by (model fingerprint, text): each text is encoded once per model.
 
+    Args:
+        batch_size: texts per forward pass.
+        precision: matmul precision (``auto`` = bf16 where the hardware runs it natively).
+        directory: also keep embeddings on disk here, reused across runs (None: memory only);
+            see :mod:`honed.cache` for the layout and :func:`honed.cache.default_cache_dir`.
+        split_min_texts: under ``torchrun`` (an initialised process group of several processes),
+            ``encode`` calls with at least this many texts are split across the processes, and
+            every process must then make the same call; None never splits.
+
     Example:
-        >>> cache = EmbeddingCache()
-        >>> docs = cache.encode(model, ["a", "b"])      # encodes 2 texts
+        >>> cache = EmbeddingCache(directory="~/.cache/honed/embeddings")
+        >>> docs = cache.encode(model, ["a", "b"])      # encodes 2 texts (or reads them from disk)
         >>> again = cache.encode(model, ["b", "c"])     # encodes only "c"
     """
 
-    def __init__(self, batch_size: int = 64, precision: Precision | str = Precision.AUTO) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        precision: Precision | str = Precision.AUTO,
+        directory: str | Path | None = None,
+        split_min_texts: int | None = 1024,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+        if split_min_texts is not None and split_min_texts < 1:
+            raise ValueError(
+                f"split_min_texts: expected a positive integer or None, got {split_min_texts}"
+            )
         self.batch_size = batch_size
         self.precision = Precision(precision)
+        self.directory = Path(directory).expanduser() if directory is not None else None
+        self.split_min_texts = split_min_texts
         self._store: dict[str, dict[bytes, np.ndarray]] = {}
         self._fingerprints: dict[int, str] = {}
-        self._requested = 0
-        self._encoded = 0
+        self._disks: dict[str, DiskCache] = {}
+        self._counts = {"requested": 0, "encoded": 0, "hits_disk": 0, "received": 0}
 
     @property
     def stats(self) -> EncodeStats:
-        return EncodeStats(requested=self._requested, encoded=self._encoded)
+        return EncodeStats(**self._counts)
 
     def fingerprint(self, model: SentenceTransformer) -> str:
         """The model's fingerprint, computed once per model object (its weights must not change)."""
@@ -203,27 +237,102 @@ class EmbeddingCache:
         texts: Sequence[str],
         show_progress_bar: bool = False,
         fingerprint: str | None = None,
+        disk: bool = True,
     ) -> np.ndarray:
-        """Return L2-normalised float32 embeddings, shape (len(texts), dim), encoding only unseen texts."""
+        """Return L2-normalised float32 embeddings, shape (len(texts), dim), encoding only unseen texts.
+
+        ``disk=False`` keeps this call off the on-disk cache: for a model whose weights exist only
+        in this run (a model being trained), whose embeddings no later run can reuse.
+        """
         fingerprint = fingerprint or self.fingerprint(model)
         store = self._store.setdefault(fingerprint, {})
-        keys = [_text_key(t) for t in texts]
+        keys = [text_digest(t) for t in texts]
         missing: dict[bytes, str] = {}
         for key, text in zip(keys, texts):
             if key not in store and key not in missing:
                 missing[key] = text
-        self._requested += len(texts)
-        if missing:
+        self._counts["requested"] += len(texts)
+        on_disk = self._disk(model, fingerprint) if disk and self.directory is not None else None
+        if missing and on_disk is not None:
+            found = on_disk.lookup(list(missing))  # {position in missing: vector}
+            hits = {k: found[i] for i, k in enumerate(missing) if i in found}
+            store.update(hits)
+            missing = {k: t for k, t in missing.items() if k not in hits}
+            self._counts["hits_disk"] += len(hits)
+        if self._splits(model, texts):
+            fresh = self._encode_split(model, keys, texts, missing, show_progress_bar)
+        elif missing:
             vectors = encode_texts(
                 model, list(missing.values()), self.batch_size, self.precision, show_progress_bar
             )
-            for key, vector in zip(missing, vectors):
-                store[key] = vector
-            self._encoded += len(missing)
+            fresh = dict(zip(missing, vectors))
+            self._counts["encoded"] += len(missing)
+        else:
+            fresh = {}
+        store.update(fresh)
+        if missing and on_disk is not None and distributed.is_main_process():
+            self._write(on_disk, list(missing), np.stack([fresh[k] for k in missing]))
         if not keys:
             dim = embedding_dim(model)
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack([store[key] for key in keys])  # (n_texts, dim)
+
+    def _disk(self, model: SentenceTransformer, fingerprint: str) -> DiskCache:
+        precision = resolve_precision(self.precision, str(model.device))
+        setting = encoder_setting(model, fingerprint, precision.value)
+        key = setting_key(setting)
+        if key not in self._disks:
+            assert self.directory is not None  # checked by the caller
+            self._disks[key] = DiskCache(self.directory, setting)
+        return self._disks[key]
+
+    @staticmethod
+    def _write(on_disk: DiskCache, keys: list[bytes], vectors: np.ndarray) -> None:
+        try:
+            on_disk.append(keys, vectors)
+        except OSError as err:  # a full or read-only disk costs the reuse, not the run
+            warnings.warn(
+                f"{on_disk.folder}: could not store embeddings ({err}); this run goes on without "
+                "storing them; fix: free space, or pass --cache-dir DIR elsewhere, or --no-cache",
+                stacklevel=3,
+            )
+
+    def _splits(self, model: SentenceTransformer, texts: Sequence[str]) -> bool:
+        """Split this call across processes? Decided from what every process has in common."""
+        return (
+            self.split_min_texts is not None
+            and len(texts) >= self.split_min_texts
+            and distributed.group_ready()
+            # Inside the sentence-transformers trainer's evaluation only rank 0 runs the evaluator
+            # while the other ranks serve its model.encode calls (already split): a collective of
+            # our own there would wait forever.
+            and getattr(model, "_distributed_inference", None) is None
+        )
+
+    def _encode_split(
+        self,
+        model: SentenceTransformer,
+        keys: Sequence[bytes],
+        texts: Sequence[str],
+        missing: dict[bytes, str],
+        show_progress_bar: bool,
+    ) -> dict[bytes, np.ndarray]:
+        """Encode the texts missing in any process, each process its share; all get every vector."""
+        first: dict[bytes, int] = {}
+        for position, key in enumerate(keys):
+            first.setdefault(key, position)
+        bar = show_progress_bar and distributed.is_main_process()
+        union, vectors, mine = distributed.encode_shared(
+            lambda part: encode_texts(model, part, self.batch_size, self.precision, bar),
+            texts,
+            hashlib.sha256(b"".join(keys)).digest(),  # the processes must agree on the texts
+            sorted(first[k] for k in missing),
+            self.batch_size,
+            embedding_dim(model),
+        )  # vectors: (len(union), dim)
+        self._counts["encoded"] += mine
+        self._counts["received"] += len(union) - mine
+        return {keys[i]: vector for i, vector in zip(union, vectors)}
 
 
 def encode_texts(
