@@ -26,6 +26,7 @@ lint: setup
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/honed run examples/scifact-mini --out runs/demo --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/serve.py runs/demo examples/scifact-mini "vitamin D deficiency and bone fractures"
 
 scifact: setup
 	HF_HUB_OFFLINE=1 $(BIN)/honed run ../shared/data/scifact --out runs/scifact

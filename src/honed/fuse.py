@@ -22,21 +22,35 @@ a query the same score then contributes 0 to each of them instead of dividing by
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from honed.evaluate import Qrels, Run, _rank, evaluate
 
-__all__ = ["DEFAULT_WEIGHTS", "FusionChoice", "FusionMethod", "choose_fusion", "fuse"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "RUN_DEPTH",
+    "FusionChoice",
+    "FusionConfig",
+    "FusionMethod",
+    "choose_fusion",
+    "fuse",
+    "fusion_from_run",
+]
 
 DEFAULT_WEIGHTS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Dense weights tried by :func:`choose_fusion` (BM25 gets ``1 - weight``)."""
 
 MIN_SPREAD = 1e-9
 """Smallest ``max - min`` (minmax) or standard deviation (zscore) divided by, as in ranx."""
+
+RUN_DEPTH = 100
+"""Documents per run that ``honed run`` fuses: its dense and BM25 runs are top 100, as is the fusion."""
 
 TIE_TOLERANCE = 1e-12
 """Dev scores within this of the best count as tied in :func:`choose_fusion`."""
@@ -248,4 +262,109 @@ def choose_fusion(
         weight=pick["weight"],
         dev_ndcg10=pick["dev_ndcg@10"],
         grid=tuple(grid),
+    )
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How to fuse a dense run with a BM25 run; an index records it in ``index.json``.
+
+    Attributes:
+        method: the fusion method (coerced from ``"rrf"``, ``"minmax"`` or ``"zscore"``).
+        dense_weight: the dense run's weight in ``[0, 1]``; BM25 gets ``1 - dense_weight``.
+        k: the RRF constant (ignored by the other methods).
+        depth: documents of each run fed to the fusion. ``minmax`` and ``zscore`` normalise over
+            the documents a run returned, so the same depth is needed to reproduce a score;
+            :data:`RUN_DEPTH` is what ``honed run`` evaluated.
+        source: where the setting came from: ``"dev of RUN_DIR"``, ``"dev of DATA"`` or ``"user"``.
+        dev_ndcg10: dev nDCG@10 of the setting when it was chosen on dev, else None.
+
+    Raises:
+        ValueError: an unknown method, a weight outside ``[0, 1]``, or a ``k``/``depth`` that is
+            not a positive integer.
+
+    Example:
+        >>> FusionConfig("minmax", 0.75).fuse({"q": {"a": 1.0, "b": 0.5}}, {"q": {"b": 9.0, "c": 3.0}})
+        {'q': {'a': 0.75, 'b': 0.25, 'c': 0.0}}
+    """
+
+    method: FusionMethod
+    dense_weight: float
+    k: int = 60
+    depth: int = RUN_DEPTH
+    source: str = "user"
+    dev_ndcg10: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", _method(self.method))
+        weight = self.dense_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+            raise ValueError(
+                f"dense_weight: expected a number in [0, 1] (BM25 gets 1 - weight), got {weight!r}"
+            )
+        object.__setattr__(self, "dense_weight", float(weight))
+        _positive_int("k", self.k)
+        _positive_int("depth", self.depth)
+
+    def fuse(self, dense: Run, bm25: Run, depth: int | None = None) -> Run:
+        """``fuse([dense, bm25], ...)`` with this setting, keeping ``depth`` (default ``self.depth``)."""
+        weights = [self.dense_weight, 1.0 - self.dense_weight]
+        return fuse([dense, bm25], self.method, weights, self.k, depth or self.depth)
+
+    def describe(self) -> str:
+        """E.g. ``"zscore, dense weight 0.7 (dev of runs/scifact)"``."""
+        return f"{self.method.value}, dense weight {self.dense_weight:g} ({self.source})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, for ``index.json``."""
+        return {
+            "method": self.method.value,
+            "dense_weight": self.dense_weight,
+            "k": self.k,
+            "depth": self.depth,
+            "source": self.source,
+            "dev_ndcg10": self.dev_ndcg10,
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> FusionConfig:
+        """The inverse of :meth:`to_dict`; raises ValueError naming a missing or bad field."""
+        missing = [key for key in ("method", "dense_weight") if key not in values]
+        if missing:
+            raise ValueError(
+                f"fusion: expected the fields method and dense_weight, missing {missing}"
+            )
+        known = {"method", "dense_weight", "k", "depth", "source", "dev_ndcg10"}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def fusion_from_run(run_dir: str | Path) -> FusionConfig:
+    """The fusion a finished ``honed run`` chose on its dev split (``metrics/evidence.json``).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` or its ``metrics/evidence.json`` does not exist.
+        ValueError: the run recorded no fusion (it ran with ``--no-bm25``, or before hybrid).
+    """
+    folder = Path(run_dir)
+    file = folder / "metrics" / "evidence.json"
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{file}: missing, so {folder} is not a finished honed run; fix: pass the --out "
+            "folder of a finished `honed run`, or give --fusion METHOD --dense-weight W"
+        )
+    try:
+        fusion = json.loads(file.read_text(encoding="utf-8")).get("fusion")
+    except (ValueError, AttributeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{file}: unreadable JSON ({err!s:.60}); fix: re-run honed run") from None
+    if not fusion:
+        raise ValueError(
+            f"{file}: records no fusion (the run had --no-bm25, or predates hybrid retrieval); "
+            "fix: give --fusion METHOD --dense-weight W (e.g. --fusion zscore --dense-weight 0.7)"
+            ", or re-run honed run with BM25"
+        )
+    return FusionConfig(
+        method=fusion["method"],
+        dense_weight=fusion["weight"],
+        source=f"dev of {folder}",
+        dev_ndcg10=fusion.get("dev_ndcg10"),
     )

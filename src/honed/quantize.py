@@ -175,6 +175,18 @@ def fast_scores(
     return _int8_dot(codes, _int8_query(query_short, scales))
 
 
+def shortlist_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Row indices of the ``k`` best scores of each row of ``scores`` ``(n_q, n)``, ascending.
+
+    The set :func:`top_rows` returns, without ranking it: a shortlist is re-ranked anyway, and
+    sorting 5,000 candidates by score costs more than finding them (argpartition is O(n)).
+    Ascending row order makes the gather of their full vectors walk memory forwards.
+    """
+    n = scores.shape[1]
+    k = min(k, n)
+    return np.sort(np.argpartition(scores, n - k, axis=1)[:, n - k :], axis=1)  # (n_q, k)
+
+
 def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
     """Row indices of the ``k`` best scores of each row of ``scores`` ``(n_q, n)``, best first.
 

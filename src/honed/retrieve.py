@@ -9,8 +9,10 @@ cosine similarity), computed for a chunk of queries at a time: the peak memory i
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -286,6 +288,79 @@ class BM25Retriever:
         self.stemmed: bool = self._stemmer is not None
         self._retriever = bm25s.BM25(k1=k1, b=b)
         self._retriever.index(self._tokenize(texts), show_progress=False)
+
+    SETTINGS = "honed_bm25.json"
+    """File of :meth:`save` beside bm25s's own: how queries must be tokenised to match."""
+
+    def save(self, folder: str | Path) -> None:
+        """Write the index to ``folder`` (bm25s's ``.npy`` + JSON files, and :attr:`SETTINGS`).
+
+        Document ids are not written: the caller stores them (an index folder's ids.json) and
+        passes them back to :meth:`load`.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._retriever.save(str(folder), show_progress=False)
+        settings = {
+            "stopwords": self._stopwords,
+            "stemmed": self.stemmed,
+            "count": len(self.doc_ids),
+        }
+        (folder / self.SETTINGS).write_text(json.dumps(settings) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, doc_ids: Sequence[str], mmap: bool = True, fix: str = ""
+    ) -> BM25Retriever:
+        """Open an index written by :meth:`save`, its score arrays memory-mapped by default.
+
+        Queries are tokenised as when it was built (same stopwords; stemmed only if it was).
+
+        Args:
+            folder: the folder :meth:`save` wrote.
+            doc_ids: the document ids in the row order it was built with.
+            mmap: memory-map the score arrays instead of reading them into memory.
+            fix: the ``fix: ...`` clause appended to error messages.
+
+        Raises:
+            FileNotFoundError: no folder or a file of it is missing.
+            ValueError: an unreadable file, or a document count other than ``len(doc_ids)``.
+            ImportError: it was built stemmed and PyStemmer is not installed.
+        """
+        import bm25s
+
+        folder = Path(folder)
+        fix = fix or f"fix: build it again and save it to {folder}"
+        file = folder / cls.SETTINGS
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{file}: missing, so {folder} is not a saved BM25 index; {fix}"
+            )
+        try:
+            settings = json.loads(file.read_text(encoding="utf-8"))
+            stopwords, stemmed, count = (
+                settings["stopwords"],
+                settings["stemmed"],
+                settings["count"],
+            )
+            retriever = bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False)
+        except (ValueError, KeyError, TypeError, OSError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"{folder}: unreadable BM25 index ({reason:.80}); {fix}") from None
+        if count != len(doc_ids) or retriever.scores.get("num_docs") != count:
+            raise ValueError(
+                f"{folder}: BM25 index of {count} documents, but {len(doc_ids)} ids were given; {fix}"
+            )
+        stemmer = _english_stemmer() if stemmed else None
+        if stemmed and stemmer is None:
+            raise ImportError(
+                f"{folder}: built with PyStemmer's English stemmer, which is not installed; "
+                "fix: pip install PyStemmer"
+            )
+        loaded = cls.__new__(cls)
+        loaded.doc_ids, loaded._stopwords, loaded._stemmer = list(doc_ids), stopwords, stemmer
+        loaded.stemmed, loaded._retriever = bool(stemmed), retriever
+        return loaded
 
     def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         import bm25s

@@ -8,10 +8,13 @@
     full.npy          (count, dim) float32, L2-normalised
     short.npy         (count, shortlist_dim) float32 | int8, or (count, ceil(shortlist_dim/8)) uint8
     short_scale.npy   (shortlist_dim,) float32, int8 only
+    short.hnsw        faiss HNSW graph of the float32 shortlist prefix (built with ann="hnsw")
+    bm25/             a bm25s index of the same texts + honed_bm25.json (built with bm25=True)
 
 Every file is written into a temporary folder beside the destination, which is renamed into
 place only when complete: a failed or interrupted build never leaves a half index behind and
-never replaces a good one.
+never replaces a good one. :meth:`honed.index.Index.build` keeps that folder at ``OUT.partial``
+so that an interrupted build can be resumed (:mod:`honed.stream`).
 """
 
 from __future__ import annotations
@@ -19,21 +22,27 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from honed.ann import AnnKind
+from honed.fuse import FusionConfig
 from honed.quantize import Quantization, as_quantization, int8_scales, quantize
 from honed.retrieve import truncate
+
+if TYPE_CHECKING:
+    from honed.ann import HnswConfig
 
 __all__ = [
     "IndexInfo",
     "check_ids",
     "check_out",
+    "finish_index",
     "new_info",
     "open_arrays",
     "read_corpus",
@@ -57,9 +66,17 @@ class IndexInfo:
     count: int
     honed_version: str
     created: str
+    fusion: FusionConfig | None = None  # how search_hybrid fuses; absent from older index.json
+    ann: AnnKind | None = None  # "hnsw": short.hnsw holds a graph; absent from older index.json
+
+    def __post_init__(self) -> None:
+        if self.ann is not None and not isinstance(self.ann, AnnKind):
+            object.__setattr__(self, "ann", AnnKind(self.ann))  # "hnsw" read from a JSON record
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "precision": self.precision.value}
+        fusion = self.fusion.to_dict() if self.fusion else None
+        ann = self.ann.value if self.ann else None
+        return {**asdict(self), "precision": self.precision.value, "fusion": fusion, "ann": ann}
 
 
 def rebuild_hint(folder: Path, info: IndexInfo | None = None) -> str:
@@ -67,6 +84,7 @@ def rebuild_hint(folder: Path, info: IndexInfo | None = None) -> str:
     extra = (
         f" --shortlist-dim {info.shortlist_dim} --precision {info.precision.value}" if info else ""
     )
+    extra += f" --ann {info.ann.value}" if info and info.ann else ""
     return f"fix: rebuild with honed index {model} DATA --out {folder}{extra} --overwrite"
 
 
@@ -89,8 +107,15 @@ def read_info(path: str | Path) -> IndexInfo:
         )
     try:
         values = json.loads(file.read_text(encoding="utf-8"))
-        values = {f.name: values[f.name] for f in fields(IndexInfo)}
-        info = IndexInfo(**{**values, "precision": Quantization(values["precision"])})
+        # Fields with a default were added later: an older index.json may lack them.
+        values = {
+            f.name: values[f.name]
+            for f in fields(IndexInfo)
+            if f.default is MISSING or f.name in values
+        }
+        fusion = FusionConfig.from_dict(values["fusion"]) if values.get("fusion") else None
+        coerced = {"precision": Quantization(values["precision"]), "fusion": fusion}
+        info = IndexInfo(**{**values, **coerced})
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise ValueError(
             f"{file}: unreadable or incomplete ({err!s:.80}); {rebuild_hint(folder)}"
@@ -115,15 +140,9 @@ def read_corpus(path: str | Path) -> tuple[list[str], list[str]]:
         DataError: a bad line (file, line and fix in the message).
     """
     from honed.data import Document, _Issues, _read_entries
+    from honed.stream import corpus_file
 
-    file = Path(path)
-    if file.is_dir():
-        file = file / "corpus.jsonl"
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"{file}: does not exist (expected a BEIR folder with corpus.jsonl, or a corpus.jsonl "
-            'file of {"_id", "title", "text"} lines); fix: pass an existing corpus'
-        )
+    file = corpus_file(path)
     entries = _read_entries(file, _Issues(strict=True), ("text", "title"), "documents")
     ids = list(entries)
     return ids, [Document(i, title, text).full_text for i, (text, title) in entries.items()]
@@ -202,11 +221,14 @@ def write_index(
     texts: Sequence[str] | None,
     overwrite: bool,
     chunk: int,
+    write_extra: Callable[[Path], None] | None = None,
+    hnsw: HnswConfig | None = None,
 ) -> None:
     """Write an index into a temporary folder beside ``out``, then move it into place.
 
     A build that fails (or is interrupted) removes its temporary folder and leaves ``out`` as it
     was, so a half-written index never looks finished and never replaces a good one.
+    ``write_extra(tmp)`` writes more files (the BM25 index) into the temporary folder first.
     """
     check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -221,23 +243,54 @@ def write_index(
         if written != info.count:
             raise ValueError(f"the embeddings have {written} rows but ids has {info.count}")
         full.flush()
-        _write_short(tmp, full, info, chunk)
         del full
         (tmp / "ids.json").write_text(json.dumps(list(ids)), encoding="utf-8")
         if texts is not None:
             with (tmp / "texts.jsonl").open("w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)
-        (tmp / "index.json").write_text(
-            json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8"
-        )
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        finish_index(tmp, out, info, overwrite, chunk, hnsw, write_extra=write_extra)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def finish_index(
+    folder: Path,
+    out: Path,
+    info: IndexInfo,
+    overwrite: bool,
+    chunk: int,
+    hnsw: HnswConfig | None = None,
+    show_progress_bar: bool = False,
+    write_extra: Callable[[Path], None] | None = None,
+) -> None:
+    """Complete ``folder`` (full.npy, ids.json and texts written) and move it to ``out``.
+
+    Derives the fast tier (short.npy, short_scale.npy) and, when ``info.ann`` is set, the HNSW
+    graph (short.hnsw, settings ``hnsw``) from full.npy ``chunk`` rows at a time; runs
+    ``write_extra(folder)``; writes index.json last; then renames ``folder`` to ``out``, so an
+    index at ``out`` is replaced only by a complete one.
+    """
+    full = np.load(folder / "full.npy", mmap_mode="r")  # (count, dim)
+    _write_short(folder, full, info, chunk)
+    if info.ann is not None:
+        from honed.ann import ANN_FILE, build_hnsw, write_hnsw
+
+        sd = info.shortlist_dim
+        chunks = (truncate(full[s : s + chunk], sd) for s in range(0, info.count, chunk))
+        write_hnsw(build_hnsw(chunks, sd, info.count, hnsw, show_progress_bar), folder / ANN_FILE)
+    del full
+    if write_extra is not None:
+        write_extra(folder)
+    (folder / "index.json").write_text(
+        json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
+    check_out(out, overwrite)  # again: the folder may have appeared during a long build
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    if out.exists():
+        out.rename(old)
+    folder.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def new_info(
