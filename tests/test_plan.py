@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,14 @@ import pytest
 from honed.cli import main
 from honed.data import load_beir
 from honed.evaluate import evaluate
-from honed.plan import PlanResult, plan, plan_embeddings, render_plan, write_plan
+from honed.plan import (
+    PlanResult,
+    choose_on,
+    plan,
+    plan_embeddings,
+    render_plan,
+    write_plan,
+)
 from honed.quantize import Quantization
 from honed.retrieve import search
 
@@ -161,3 +169,64 @@ def test_cli_plan(
 
 def test_quantization_is_recorded(result: PlanResult) -> None:
     assert {r.precision for r in result.rows} == set(Quantization)
+
+
+def test_plan_embeddings_equals_plan(
+    result: PlanResult, tiny_model: SentenceTransformer, mini_beir: Path
+) -> None:
+    # The in-memory planner (what `honed run` calls) on the same embeddings `plan` encodes.
+    from honed.encode import EmbeddingCache
+
+    beir = load_beir(mini_beir)
+    qrels, doc_ids, cache = beir.split("test"), list(beir.corpus), EmbeddingCache()
+    docs = cache.encode(tiny_model, [beir.corpus[d].full_text for d in doc_ids])
+    qids = sorted(qrels)
+    queries = cache.encode(tiny_model, [beir.queries[q] for q in qids])
+    in_memory = plan_embeddings(docs, doc_ids, queries, qids, qrels, **GRID)
+
+    def scores(r: PlanResult) -> list[tuple[object, ...]]:  # latencies are measured, not computed
+        return [(row.name, row.bytes_per_doc, row.ndcg_at_10, row.recall_at_100) for row in r.rows]
+
+    assert scores(in_memory) == scores(result)
+    assert (in_memory.dim, in_memory.n_docs, in_memory.n_queries) == (32, 40, 8)
+    assert in_memory.reference == replace(
+        result.reference,
+        latency_ms_median=in_memory.reference.latency_ms_median,
+        latency_ms_p95=in_memory.reference.latency_ms_p95,
+    )
+
+
+def _two_splits() -> tuple[PlanResult, PlanResult]:
+    rng = np.random.default_rng(1)
+    docs = rng.standard_normal((80, 16))
+    queries = docs[:20] + 0.5 * rng.standard_normal((20, 16))
+    qids, dids = [f"q{i}" for i in range(20)], [f"d{i}" for i in range(80)]
+    qrels = {q: {d: 1} for q, d in zip(qids, dids)}
+    grid = {"dims": (8, 4), "shortlists": (5, 20)}
+    dev = plan_embeddings(docs, dids, queries[:10], qids[:10], qrels, split="dev", **grid)
+    test = plan_embeddings(docs, dids, queries[10:], qids[10:], qrels, split="test", **grid)
+    return dev, test
+
+
+def test_choose_on_dev_report_on_test(tmp_path: Path) -> None:
+    dev, test = _two_splits()
+    chosen = choose_on(dev, test)
+    assert chosen.chosen_on == "dev" and chosen.split == "test"
+    assert chosen.rows == test.rows and chosen.reference == test.reference
+    assert chosen.recommended == next(r for r in test.rows if r.name == dev.recommended.name)
+    text = render_plan(chosen)
+    assert (
+        "Recommended (chosen on dev: the cheapest configuration within 1% of exact 16 there): "
+        f"**{dev.recommended.name}**; on test:" in text
+    )
+    paths = write_plan(chosen, tmp_path / "metrics", plot_dir=tmp_path / "plots", markdown=False)
+    assert paths == [tmp_path / "metrics" / "plan.json", tmp_path / "plots" / "plan.png"]
+    assert PlanResult.from_dict(json.loads(paths[0].read_text())) == chosen  # round trip
+
+
+def test_choose_on_needs_the_same_grid() -> None:
+    dev, test = _two_splits()
+    with pytest.raises(
+        ValueError, match="expected the same configurations on dev and test, got 9 and 15 .*fix:"
+    ):
+        choose_on(replace(dev, rows=dev.rows[:9]), test)

@@ -19,9 +19,10 @@ _EXPORTS = {
     "MiningConfig": "honed.mine", "mine_hard_negatives": "honed.mine",
     "TrainConfig": "honed.train", "LossName": "honed.train", "train_model": "honed.train",
     "RunConfig": "honed.pipeline", "run_pipeline": "honed.pipeline",
-    "Index": "honed.index", "plan": "honed.plan", "fuse": "honed.fuse",
+    "Index": "honed.index", "PgIndex": "honed.pgstore", "plan": "honed.plan", "fuse": "honed.fuse",
     "compare": "honed.compare", "diagnose": "honed.diagnose", "resume_pipeline": "honed.pipeline",
     "evaluate_model": "honed.api", "mine": "honed.api", "train": "honed.api",
+    "FusionConfig": "honed.fuse", "evaluate_hybrid": "honed.hybrid",
 }
 __all__ = ["__version__", *_EXPORTS]
 

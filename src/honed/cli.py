@@ -12,6 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from honed.cli_index import (
+    INDEX_HANDLERS,
+    add_fusion_args,
+    add_index_parsers,
+    add_model_args,
+    fusion_from_args,
+)
 from honed.guard import ResourceError  # no torch at import: `honed --help` stays instant
 
 __all__ = ["main"]
@@ -27,19 +34,6 @@ USER_ERRORS = (
 )
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16"],
-        help="matmul precision; auto = bf16 where the hardware runs it natively",
-    )
-    p.add_argument(
-        "--trust-remote-code", action="store_true", help="allow a model's own Python code to run"
-    )
-
-
 def _add_mining_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("mining")
     g.add_argument("--negatives", type=int, default=3, help="hard negatives per pair (default 3)")
@@ -51,6 +45,15 @@ def _add_mining_args(p: argparse.ArgumentParser) -> None:
         help="drop candidates scoring above MARGIN x the positive's score (default 0.95; 1 = off)",
     )
     g.add_argument("--sampling", default="top", choices=["top", "random"])
+
+
+def _add_encode_batch_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encode-batch-size",
+        type=int,
+        default=64,
+        help="texts per forward pass when encoding (under torchrun the unit dealt to processes)",
+    )
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
@@ -72,6 +75,11 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-matryoshka", action="store_true")
     g.add_argument("--max-seq-length", type=int, default=None)
+    g.add_argument(
+        "--label-aware-batches",
+        action="store_true",
+        help="never put a known positive of a query in its batch as an in-batch negative",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep training queries that duplicate test queries (test metrics then not clean)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing honed run folder")
-    _add_model_args(p)
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache-dir",
+        default="auto",
+        help="on-disk cache of the base model's embeddings, reused across runs "
+        "(default: $HONED_CACHE_DIR or ~/.cache/honed/embeddings)",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="keep embeddings in memory only")
+    p.add_argument(
+        "--corpus-pairs",
+        type=float,
+        default=0.0,
+        metavar="RATIO",
+        help="add RATIO self-supervised rows per labelled row, cut from the corpus (title -> body, "
+        "sentence -> rest; default 0: labelled rows only)",
+    )
+    add_model_args(p)
     _add_mining_args(p)
     _add_training_args(p)
 
@@ -113,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-resamples", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", help="write the comparisons as JSON here")
-    _add_model_args(p)
+    add_model_args(p)
 
     p = sub.add_parser("check", help="validate a BEIR folder and print its statistics")
     p.add_argument("data")
@@ -124,8 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--dims", type=lambda s: tuple(int(x) for x in s.split(",")), default=None)
     p.add_argument("--bm25", action="store_true", help="also evaluate BM25")
+    p.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="dense, BM25 and their fusion side by side, with paired tests and a deploy line",
+    )
+    add_fusion_args(p)
+    p.add_argument("--n-resamples", type=int, default=10_000, help="of the paired tests (--hybrid)")
+    p.add_argument("--seed", type=int, default=42, help="of the paired tests (--hybrid)")
     p.add_argument("--out", help="write the metrics as JSON here")
-    _add_model_args(p)
+    add_model_args(p)
+    _add_encode_batch_size(p)
 
     p = sub.add_parser("mine", help="mine hard negatives for the training split")
     p.add_argument("data")
@@ -136,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--overwrite", action="store_true")
-    _add_model_args(p)
+    add_model_args(p)
+    _add_encode_batch_size(p)
     _add_mining_args(p)
 
     p = sub.add_parser(
@@ -147,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default="all-MiniLM-L6-v2")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--overwrite", action="store_true")
-    _add_model_args(p)
+    add_model_args(p)
     _add_training_args(p)
 
     p = sub.add_parser(
@@ -167,56 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--probe-rows", type=int, default=128, help="training rows of the probe")
     p.add_argument("--out", help="also write the report (markdown) to this file")
-    _add_model_args(p)
-    _add_index_parsers(sub)
+    add_model_args(p)
+    add_index_parsers(sub)
     return parser
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(","))
-
-
-def _add_index_parsers(sub: Any) -> None:
-    p = sub.add_parser("index", help="build a two-stage Matryoshka index of a corpus")
-    p.add_argument("model", help="model folder or hub id ('all-MiniLM-L6-v2' = the bundled base)")
-    p.add_argument("corpus", help="BEIR folder or corpus.jsonl")
-    p.add_argument("--out", required=True, help="index folder to create")
-    p.add_argument("--shortlist-dim", type=int, default=128, help="dims of the fast tier (128)")
-    p.add_argument(
-        "--precision",
-        default="float32",
-        choices=["float32", "int8", "binary"],
-        help="fast-tier storage: 4, 1 or 1/8 byte per dim",
-    )
-    p.add_argument("--batch-size", type=int, default=10_000, help="texts encoded per write")
-    p.add_argument("--encode-precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
-
-    p = sub.add_parser("search", help="search an index with a query text")
-    p.add_argument("index", help="index folder from honed index")
-    p.add_argument("query")
-    p.add_argument("--model", help="model folder (default: the one recorded in index.json)")
-    p.add_argument("-k", type=int, default=10, help="results (10)")
-    p.add_argument("--shortlist", type=int, default=100, help="candidates re-ranked (100)")
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
-
-    p = sub.add_parser("plan", help="choose shortlist dim, precision and size on a labelled split")
-    p.add_argument("model", help="model folder or hub id")
-    p.add_argument("data", help="BEIR folder")
-    p.add_argument("--split", default="test")
-    p.add_argument(
-        "--dims", type=_ints, default=None, help="shortlist dims (Matryoshka dims < full)"
-    )
-    p.add_argument(
-        "--precisions",
-        type=lambda s: tuple(s.split(",")),
-        default=("float32", "int8", "binary"),
-        help="fast-tier precisions to try",
-    )
-    p.add_argument("--shortlists", type=_ints, default=(50, 100, 200), help="shortlist sizes")
-    p.add_argument("--out", help="folder for plan.md, plan.json and plan.png")
-    _add_model_args(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,6 +252,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         max_seq_length=args.max_seq_length,
         precision=args.precision,
         seed=args.seed,
+        label_aware_batches=args.label_aware_batches,
     )
 
 
@@ -296,6 +284,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         training=_train_config(args),
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
+        cache_dir=None if args.no_cache else args.cache_dir,
+        corpus_pairs=args.corpus_pairs,
     )
     result = run_pipeline(config, notify=say)
     return _print_run(args, result)
@@ -357,6 +347,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from honed.distributed import is_main_process, world_size
+
+    fusion = fusion_from_args(args)
+    if (args.hybrid or fusion is not None) and world_size() > 1:
+        raise ValueError(
+            f"honed evaluate --hybrid/--fusion: expected a single process, got a torchrun launch of "
+            f"{world_size()}; fix: run it without torchrun, or leave out --hybrid and --fusion"
+        )
+    if args.hybrid or fusion is not None:
+        return _evaluate_hybrid(args, fusion)
     from honed.api import evaluate_model
 
     metrics = evaluate_model(
@@ -368,7 +368,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         trust_remote_code=args.trust_remote_code,
+        batch_size=args.encode_batch_size,
     )
+    if not is_main_process():  # under torchrun: the first process prints and writes
+        return 0
     from honed.report import COLUMNS, HEADERS
 
     print("| system | dim | " + " | ".join(HEADERS) + " |")
@@ -383,8 +386,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_hybrid(args: argparse.Namespace, fusion: Any) -> int:
+    from honed.hybrid import evaluate_hybrid
+    from honed.report import COLUMNS, HEADERS
+
+    result = evaluate_hybrid(
+        args.model,
+        args.data,
+        split=args.split,
+        fusion=fusion,
+        dims=args.dims,
+        n_resamples=args.n_resamples,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        trust_remote_code=args.trust_remote_code,
+    )
+    print("| system | dim | " + " | ".join(HEADERS) + " |")
+    for system, by_dim in result.metrics.items():
+        for dim, values in by_dim.items():
+            print(f"| {system} | {dim} | " + " | ".join(f"{values[c]:.4f}" for c in COLUMNS) + " |")
+    chosen = result.fusion
+    how = "given" if chosen.source == "user" else chosen.source
+    if fusion is None:  # chosen here, on dev
+        how = f"chosen on dev, {result.dev}: dev nDCG@10 {chosen.dev_ndcg10:.4f}"
+    print(
+        f"\nhybrid = dense@{result.dim} + BM25 by {chosen.method.value}, dense weight "
+        f"{chosen.dense_weight:g} ({how})"
+    )
+    print(f"{args.split}: paired bootstrap + randomization tests, {args.n_resamples} resamples")
+    for t in result.tests:
+        print(f"  {t['system_b']} vs {t['system_a']}: {t['sentence']}")
+    print(result.sentence)
+    if args.out:
+        from honed.pipeline import write_json
+
+        write_json(Path(args.out), result.to_dict())
+        print(f"wrote {args.out}")
+    flags = (
+        f"--fusion-from {args.fusion_from}"
+        if args.fusion_from
+        else f"--fusion {chosen.method.value} --dense-weight {chosen.dense_weight:g}"
+    )
+    if result.deploy == "hybrid":
+        print(f"next: honed index {args.model} {args.data} --out index {flags}")
+    else:
+        print(f"next: honed index {args.model} {args.data} --out index (hybrid does not pay here)")
+    return 0
+
+
 def cmd_mine(args: argparse.Namespace) -> int:
     from honed.api import mine
+    from honed.distributed import is_main_process
 
     report = mine(
         args.data,
@@ -396,7 +449,10 @@ def cmd_mine(args: argparse.Namespace) -> int:
         precision=args.precision,
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
+        batch_size=args.encode_batch_size,
     )
+    if not is_main_process():  # under torchrun: the first process wrote the files and prints
+        return 0
     print(
         f"mined {report.num_negatives} negatives for {report.pairs - report.pairs_without_negatives} of "
         f"{report.pairs} pairs ({report.pairs_short} short, {report.pairs_filled_from_deeper} filled from deeper; "
@@ -496,96 +552,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_index(args: argparse.Namespace) -> int:
-    from honed.encode import load_model, resolve_model_name
-    from honed.index import Index, read_corpus
-
-    ids, texts = read_corpus(args.corpus)
-    resolved = resolve_model_name(args.model)
-    name = str(Path(resolved).resolve()) if Path(resolved).exists() else resolved
-    model = load_model(resolved, args.device)
-    index = Index.build(
-        model,
-        ids,
-        texts,
-        args.out,
-        shortlist_dim=args.shortlist_dim,
-        precision=args.precision,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-        model_name=name,
-        encode_precision=args.encode_precision,
-        show_progress_bar=True,
-    )
-    info, full_mb = index.info, index.full.nbytes / 2**20
-    print(
-        f"indexed {info.count:,} documents at {info.dim} dims; fast tier {info.shortlist_dim} dims "
-        f"{info.precision.value}: {index.fast_tier_bytes / 2**20:.1f} MB "
-        f"(1/{index.full.nbytes / index.fast_tier_bytes:.0f} of the {full_mb:.1f} MB full vectors)"
-    )
-    files = "index.json, ids.json, texts.jsonl, full.npy, short.npy"
-    print(f"wrote {args.out}/{{{files}{', short_scale.npy' if index.scales is not None else ''}}}")
-    print(f'next: honed search {args.out} "your query" -k 10 --shortlist 100')
-    return 0
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    from honed.encode import encode_texts, load_model
-    from honed.index import Index, read_info
-
-    info = read_info(args.index)
-    name = args.model or info.model_name
-    if not args.model and not Path(name).exists():
-        raise ValueError(
-            f"{args.index}/index.json records the model {name or '(none)'!r}, which is not a folder "
-            "here; fix: pass --model MODEL (the model that built the index)"
-        )
-    model = load_model(name, args.device)
-    index = Index.load(args.index, model)
-    hits = index.search(encode_texts(model, [args.query]), k=args.k, shortlist=args.shortlist)[0]
-    has_texts = (Path(args.index) / "texts.jsonl").is_file()
-    texts = index.texts(i for i, _ in hits) if has_texts else {}
-    print(
-        f"top {len(hits)} of {info.count:,} (shortlist {min(args.shortlist, info.count)} at "
-        f"{info.shortlist_dim} dims {info.precision.value}, re-ranked at {info.dim}):"
-    )
-    for rank, (doc_id, score) in enumerate(hits, start=1):
-        text = " ".join(texts.get(doc_id, "").split())
-        print(f"{rank:>3}. {score:.4f}  {doc_id}  {text[:100]}{'...' if len(text) > 100 else ''}")
-    return 0
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from honed.plan import plan, render_plan, write_plan
-
-    result = plan(
-        args.model,
-        args.data,
-        split=args.split,
-        dims=args.dims,
-        precisions=args.precisions,
-        shortlists=args.shortlists,
-        device=args.device,
-        encode_precision=args.precision,
-    )
-    print(render_plan(result))
-    if args.out:
-        print("wrote " + ", ".join(str(p) for p in write_plan(result, args.out)))
-    rec = result.recommended
-    if rec.exact:
-        print(
-            f"next: keep exact {rec.shortlist_dim}-dim search (no cheaper configuration within "
-            f"{result.tolerance:.0%})"
-        )
-    else:
-        print(
-            f"next: honed index {args.model} {args.data} --out index --shortlist-dim "
-            f"{rec.shortlist_dim} --precision {rec.precision.value}, then search with "
-            f"--shortlist {rec.shortlist}"
-        )
-    return 0
-
-
 HANDLERS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -595,9 +561,7 @@ HANDLERS = {
     "report": cmd_report,
     "diagnose": cmd_diagnose,
     "compare": cmd_compare,
-    "index": cmd_index,
-    "search": cmd_search,
-    "plan": cmd_plan,
+    **INDEX_HANDLERS,
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from honed.cache import resolve_cache_dir
 from honed.data import BeirData, Qrels, carve_dev
 from honed.encode import Precision
 from honed.evaluate import DEFAULT_METRICS, Run, evaluate
@@ -70,6 +71,11 @@ class RunConfig:
     training: TrainConfig = field(default_factory=TrainConfig)
     overwrite: bool = False
     trust_remote_code: bool = False
+    # On-disk embedding cache of the base model: "auto" = $HONED_CACHE_DIR or
+    # ~/.cache/honed/embeddings, None = memory only (see honed.cache).
+    cache_dir: str | None = "auto"
+    # Self-supervised corpus rows (honed.selfsup) per labelled row; 0 = labelled rows only.
+    corpus_pairs: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))
@@ -85,6 +91,12 @@ class RunConfig:
             )
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples: expected at least 100, got {self.n_resamples}")
+        resolve_cache_dir(self.cache_dir)  # raises on ''
+        if not 0.0 <= self.corpus_pairs <= 100.0:
+            raise ValueError(
+                f"corpus_pairs: expected a ratio in [0, 100] (self-supervised rows per labelled "
+                f"row), got {self.corpus_pairs}"
+            )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
@@ -126,6 +138,7 @@ class RunResult:
     verdict: dict[str, Any]
     environment: dict[str, str]
     evidence: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # the budget planner; {} in older runs
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -17,7 +17,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,15 @@ from honed.train import matryoshka_dims
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["PlanResult", "PlanRow", "plan", "plan_embeddings", "render_plan", "write_plan"]
+__all__ = [
+    "PlanResult",
+    "PlanRow",
+    "choose_on",
+    "plan",
+    "plan_embeddings",
+    "render_plan",
+    "write_plan",
+]
 
 FINAL_K = 100  # depth of the final ranking (capped at the shortlist)
 METRICS = ("ndcg@10", "recall@10", "recall@100")
@@ -59,10 +67,19 @@ class PlanRow:
     def exact(self) -> bool:
         return self.shortlist is None
 
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> PlanRow:
+        """The inverse of the rows in :meth:`PlanResult.to_dict`."""
+        return cls(**{**row, "precision": as_quantization(row["precision"])})
+
 
 @dataclass(frozen=True)
 class PlanResult:
-    """Every configuration scored, the reference (full-dim float32 exact) and the recommendation."""
+    """Every configuration scored, the reference (full-dim float32 exact) and the recommendation.
+
+    ``chosen_on`` names the split the recommendation was chosen on when it is not ``split``
+    (see :func:`choose_on`); empty when it was chosen on ``split`` itself.
+    """
 
     rows: tuple[PlanRow, ...]
     reference: PlanRow
@@ -73,6 +90,7 @@ class PlanResult:
     split: str
     model_name: str
     tolerance: float = 0.01
+    chosen_on: str = ""
 
     def pareto(self, cost: str) -> tuple[PlanRow, ...]:
         """Rows no other row beats on both ``cost`` (a PlanRow field, lower is better) and nDCG@10.
@@ -106,6 +124,17 @@ class PlanResult:
             "reference": row(self.reference),
             "recommended": row(self.recommended),
         }
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> PlanResult:
+        """The inverse of :meth:`to_dict` (``plan.json`` -> PlanResult)."""
+        rows = {"rows", "reference", "recommended"}
+        return cls(
+            **{k: v for k, v in saved.items() if k not in rows},
+            rows=tuple(PlanRow.from_dict(r) for r in saved["rows"]),
+            reference=PlanRow.from_dict(saved["reference"]),
+            recommended=PlanRow.from_dict(saved["recommended"]),
+        )
 
 
 def _timed_run(
@@ -242,6 +271,27 @@ def plan_embeddings(
     )
 
 
+def choose_on(chosen: PlanResult, reported: PlanResult) -> PlanResult:
+    """``reported`` with the configuration recommended on ``chosen``'s split, at its own figures.
+
+    Choose on dev, report on test: test is touched once, so it never picks the configuration.
+
+    Example:
+        >>> test = choose_on(plan_embeddings(..., split="dev"), plan_embeddings(..., split="test"))  # doctest: +SKIP
+
+    Raises:
+        ValueError: the two results do not score the same configurations.
+    """
+    by_name = {r.name: r for r in reported.rows}
+    if sorted(by_name) != sorted(r.name for r in chosen.rows):
+        raise ValueError(
+            f"expected the same configurations on {chosen.split} and {reported.split}, got "
+            f"{len(chosen.rows)} and {len(reported.rows)} different ones; fix: run both with the "
+            "same dims, precisions and shortlists"
+        )
+    return replace(reported, recommended=by_name[chosen.recommended.name], chosen_on=chosen.split)
+
+
 def plan(
     model: SentenceTransformer | str,
     data: str | Path | BeirData,
@@ -281,11 +331,30 @@ def plan(
     )
 
 
+def _recommendation(result: PlanResult) -> str:
+    ref, rec = result.reference, result.recommended
+    head = f"Recommended: **{rec.name}**"
+    if result.chosen_on and result.chosen_on != result.split:
+        head = (
+            f"Recommended (chosen on {result.chosen_on}: the cheapest configuration within "
+            f"{result.tolerance:.0%} of {ref.name} there): **{rec.name}**; on {result.split}"
+        )
+        within = ""
+    else:
+        within = f"; allowed: within {result.tolerance:.0%}"
+    return (
+        f"{head}: {rec.bytes_per_doc:,} B/doc in the fast tier "
+        f"({ref.bytes_per_doc / rec.bytes_per_doc:.0f}x fewer than {ref.name}), nDCG@10 "
+        f"{rec.ndcg_at_10:.4f} vs {ref.ndcg_at_10:.4f} ({rec.ndcg_at_10 - ref.ndcg_at_10:+.4f}"
+        f"{within}), median {rec.latency_ms_median:.2f} ms vs {ref.latency_ms_median:.2f} ms "
+        "per query."
+    )
+
+
 def render_plan(result: PlanResult) -> str:
     """The result as markdown: the table (Pareto-front rows marked) and the recommendation."""
     on_bytes = {r.name for r in result.pareto("bytes_per_doc")}
     on_latency = {r.name for r in result.pareto("latency_ms_median")}
-    ref, rec = result.reference, result.recommended
     lines = [
         f"{result.split} split: {result.n_queries} queries, {result.n_docs:,} documents, full dim "
         f"{result.dim}; final ranking min(100, shortlist) deep; latency per query, one at a time.",
@@ -301,14 +370,7 @@ def render_plan(result: PlanResult) -> str:
             f"| {r.name} | {r.bytes_per_doc:,} | {r.ndcg_at_10:.4f} | {r.recall_at_10:.4f} | "
             f"{r.recall_at_100:.4f} | {r.latency_ms_median:.2f} | {r.latency_ms_p95:.2f} | {front} |"
         )
-    lines += [
-        "",
-        f"Recommended: **{rec.name}**: {rec.bytes_per_doc:,} B/doc in the fast tier "
-        f"({ref.bytes_per_doc / rec.bytes_per_doc:.0f}x fewer than {ref.name}), nDCG@10 "
-        f"{rec.ndcg_at_10:.4f} vs {ref.ndcg_at_10:.4f} ({rec.ndcg_at_10 - ref.ndcg_at_10:+.4f}; "
-        f"allowed: within {result.tolerance:.0%}), median {rec.latency_ms_median:.2f} ms vs "
-        f"{ref.latency_ms_median:.2f} ms per query.",
-    ]
+    lines += ["", _recommendation(result)]
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +419,8 @@ def _plot(result: PlanResult, path: Path) -> Path:
             marker="*",
             s=200,
             color="red",
-            label=f"recommended: {rec.name}",
+            label=f"recommended: {rec.name}"
+            + (f" (chosen on {result.chosen_on})" if result.chosen_on else ""),
         )
         ax.axhline(floor, linestyle=":", color="red", linewidth=1)
         ax.set_xlabel(label)
@@ -372,12 +435,25 @@ def _plot(result: PlanResult, path: Path) -> Path:
     return path
 
 
-def write_plan(result: PlanResult, out: str | Path) -> list[Path]:
-    """Write ``plan.md``, ``plan.json`` and ``plan.png`` into the folder ``out``."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plan.md").write_text(render_plan(result), encoding="utf-8")
-    (folder / "plan.json").write_text(
-        json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
-    return [folder / "plan.md", folder / "plan.json", _plot(result, folder / "plan.png")]
+def write_plan(
+    result: PlanResult,
+    out: str | Path,
+    plot_dir: str | Path | None = None,
+    markdown: bool = True,
+) -> list[Path]:
+    """Write ``plan.md`` (unless not ``markdown``) and ``plan.json`` into the folder ``out``, and
+    ``plan.png`` into ``plot_dir`` (default: ``out``); returns the paths written.
+
+    Example:
+        >>> write_plan(result, "runs/scifact/metrics", plot_dir="runs/scifact/plots", markdown=False)  # doctest: +SKIP
+    """
+    folder, plots = Path(out), Path(plot_dir or out)
+    for path in (folder, plots):
+        path.mkdir(parents=True, exist_ok=True)
+    written = []
+    if markdown:
+        written.append(folder / "plan.md")
+        written[-1].write_text(render_plan(result), encoding="utf-8")
+    written.append(folder / "plan.json")
+    written[-1].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return [*written, _plot(result, plots / "plan.png")]

@@ -72,6 +72,36 @@ def _hybrid_section(run: RunResult) -> str:
     return "## Hybrid (dense + BM25)\n\n" + "\n".join(lines)
 
 
+def _plan_section(run: RunResult) -> str:
+    """The budget planner: test table, Pareto plot and the configuration chosen on dev."""
+    from honed.plan import PlanResult, render_plan
+
+    plan = run.plan
+    title = "## Deployment: shortlist dim x precision\n\n"
+    if "skipped" in plan:
+        return title + f"Not measured: {plan['skipped']}."
+    test = PlanResult.from_dict(plan["test"])
+    dev_ref, dev_rec, rec = plan["dev"]["reference"], plan["dev"]["recommended"], test.recommended
+    intro = (
+        "The tuned model's corpus and test query embeddings from the evaluation above: a shortlist "
+        "on the first d dims at a fast-tier precision, re-ranked at full dim, and exact search at "
+        f"each dim. The recommendation is chosen on dev ({plan['dev']['n_queries']} queries; "
+        f"there {dev_rec['name']} scored nDCG@10 {dev_rec['ndcg_at_10']:.4f} vs "
+        f"{dev_ref['ndcg_at_10']:.4f} for {dev_ref['name']}); the table is test, measured once "
+        f"({plan['seconds']:.1f} s for both splits)."
+    )
+    if rec.exact:
+        deploy = f"Deploy: exact {rec.shortlist_dim}-dim search, no shortlist."
+    else:
+        deploy = (
+            f"Deploy: `honed index {run.run_dir}/model {run.data['path']} --out index "
+            f"--shortlist-dim {rec.shortlist_dim} --precision {rec.precision.value}`, then search "
+            f"with `--shortlist {rec.shortlist}`."
+        )
+    plot = "![nDCG@10 vs bytes per document and latency](plots/plan.png)"
+    return title + "\n\n".join([intro, render_plan(test).rstrip(), plot, deploy])
+
+
 def _mining_table(mining: Mapping[str, Any]) -> str:
     rows = [
         ("training pairs", mining["pairs"]),
@@ -125,6 +155,7 @@ def render_markdown(run: RunResult) -> str:
         + metrics_table(run.metrics, "dev"),
         "![nDCG@10 vs dimension](plots/ndcg_vs_dim.png)",
         *([_hybrid_section(run)] if "fusion" in run.evidence and "hybrid" in run.metrics else []),
+        *([_plan_section(run)] if getattr(run, "plan", None) else []),  # older runs have none
         "## Training\n\n"
         f"{training['rows']} rows, {training['steps']} steps, {training['seconds'] / 60:.1f} min "
         f"({training['rows_per_second']:.2f} rows/s, {training['precision']}), Matryoshka dims "

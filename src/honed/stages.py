@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from honed.cache import resolve_cache_dir
 from honed.data import load_beir
 from honed.encode import (
     EmbeddingCache,
@@ -86,7 +87,11 @@ class Run:
         self.config, self.say, self.resume = config, notify, resume
         self.timings: dict[str, float] = {}
         self.completed: list[str] = []
-        self.cache = EmbeddingCache(batch_size=config.encode_batch_size, precision=config.precision)
+        self.cache = EmbeddingCache(
+            batch_size=config.encode_batch_size,
+            precision=config.precision,
+            directory=resolve_cache_dir(config.cache_dir),  # base model encodings, across runs
+        )
         self.state: dict[str, Any] = {}
         self.estimates: dict[str, dict[str, Any]] = {}  # stage -> estimate, then the actual
         self._watch: tuple[bool, float] = (False, 0.0)  # (peak window opened, start)
@@ -113,6 +118,7 @@ class Run:
             "honed_version": __version__,
             "device": self.device,
             "base_model_path": self.base_path,
+            "embedding_cache_dir": str(self.cache.directory) if self.cache.directory else None,
         }
         if not self.resume:
             write_json(self.out / "config.json", self.resolved)
@@ -155,8 +161,8 @@ class Run:
         self.doc_ids = list(self.data.corpus)
         self.doc_texts = [self.data.corpus[d].full_text for d in self.doc_ids]
 
-    def _query_emb(self, model: Any, qids: list[str]) -> dict[str, np.ndarray]:
-        emb = self.cache.encode(model, [self.data.queries[q] for q in qids])
+    def _query_emb(self, model: Any, qids: list[str], disk: bool = True) -> dict[str, np.ndarray]:
+        emb = self.cache.encode(model, [self.data.queries[q] for q in qids], disk=disk)
         return dict(zip(qids, emb))
 
     def stage_baseline(self) -> None:
@@ -228,9 +234,45 @@ class Run:
             self.base_docs,
             self.config.mining,
         )
+        if self.config.corpus_pairs > 0:
+            self._add_corpus_pairs()
         self._record_actual("mine")
         write_mined(self.mined.rows, self.out / "mined.jsonl")
         write_json(self.out / "mining_report.json", asdict(self.mined.report))
+
+    def _add_corpus_pairs(self) -> None:
+        """Mix self-supervised corpus rows (honed.selfsup) into the labelled rows."""
+        from honed.selfsup import corpus_pairs, mine_corpus_pairs
+
+        wanted = int(round(self.config.corpus_pairs * len(self.mined.rows)))
+        pairs = corpus_pairs(self.data.corpus, wanted, seed=self.config.seed)
+        q_emb = self.cache.encode(self.model, [p.query for p in pairs])
+        extra = mine_corpus_pairs(
+            pairs, self.doc_ids, self.doc_texts, q_emb, self.base_docs, self.config.mining
+        )
+        kinds = {k: sum(p.kind == k for p in pairs) for k in ("title", "sentence")}
+        self.say(
+            f"self-supervised corpus rows: {len(extra.rows)} ({kinds['title']} title -> body, "
+            f"{kinds['sentence']} sentence -> rest) added to {len(self.mined.rows)} labelled rows"
+        )
+        self.mined = replace(self.mined, rows=self.mined.rows + extra.rows)
+        write_json(self.out / "mining_corpus_report.json", asdict(extra.report))
+
+    def _known_positives(self) -> dict[str, set[str]]:
+        """Query text -> all its positive texts, for label-aware batches (honed.sampler).
+
+        From the training qrels (a query's other positives must not be its in-batch negatives);
+        self-supervised corpus rows have no qrels, only their own positive.
+        """
+        corpus, queries = self.data.corpus, self.data.queries
+        positives: dict[str, set[str]] = {}
+        for qid, docs in positives_only(self.train).items():
+            known = positives.setdefault(queries[qid], set())  # same text, two ids: one set
+            known.update(corpus[d].full_text for d in docs)
+        for row in self.mined.rows:
+            if row.query_id.startswith("selfsup-"):
+                positives.setdefault(row.query, set()).add(row.positive)
+        return positives
 
     def stage_train(self) -> None:
         training = self.config.training
@@ -269,6 +311,7 @@ class Run:
             guide,
             resume_from=checkpoint,
             keep_checkpoints=True,
+            positives=self._known_positives(),
         )
         self._record_actual("train")
         self.cache.forget(self.model)
@@ -276,8 +319,11 @@ class Run:
 
     def stage_evaluate(self) -> None:
         self.say("evaluating the tuned model on dev and test at every dim")
-        tuned_docs = self.cache.encode(self.model, self.doc_texts, show_progress_bar=True)
-        q_tuned = self._query_emb(self.model, sorted({*self.dev, *self.test}))
+        # The tuned weights exist only in this run: their encodings stay in memory, off the disk.
+        tuned_docs = self.cache.encode(
+            self.model, self.doc_texts, show_progress_bar=True, disk=False
+        )
+        q_tuned = self._query_emb(self.model, sorted({*self.dev, *self.test}), disk=False)
         self.runs["tuned"] = dense_runs(q_tuned, tuned_docs, self.doc_ids, self.splits, self.dims)
         self.metrics["tuned"] = metrics_of(self.runs["tuned"], self.splits)
         write_json(self.out / "metrics" / "tuned.json", self.metrics["tuned"])
@@ -290,6 +336,36 @@ class Run:
             evidence["fusion"] = asdict(self.fusion)
         self.evidence = evidence
         write_json(self.out / "metrics" / "evidence.json", self.evidence)
+        self.plan = self._plan(tuned_docs, q_tuned)
+
+    def _plan(self, docs: np.ndarray, q_tuned: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The budget planner on the tuned embeddings: recommendation chosen on dev, test reported."""
+        from honed.plan import PlanResult, choose_on, plan_embeddings, write_plan
+
+        width = docs.shape[1]
+        dims = [d for d in sorted(self.dims, reverse=True) if d < width]
+        if not dims:
+            reason = f"the model was trained at no Matryoshka dim below its full width {width}"
+            self.say(f"planner: skipped, {reason}")
+            return {"skipped": reason}
+        start = time.perf_counter()
+        results: dict[str, PlanResult] = {}
+        model = str(self.out / "model")
+        for split, qrels in self.splits.items():
+            qids = sorted(qrels)
+            query_emb = np.stack([q_tuned[q] for q in qids])  # (n_queries, width)
+            results[split] = plan_embeddings(
+                docs, self.doc_ids, query_emb, qids, qrels, dims, split=split, model_name=model
+            )
+        test = choose_on(results["dev"], results["test"])
+        write_plan(test, self.out / "metrics", plot_dir=self.out / "plots", markdown=False)
+        write_json(self.out / "metrics" / "plan_dev.json", results["dev"].to_dict())
+        seconds = round(time.perf_counter() - start, 2)
+        self.say(
+            f"planner: {len(test.rows)} configurations on dev and test ({seconds:.1f} s), "
+            f"recommended on dev: {test.recommended.name}"
+        )
+        return {"test": test.to_dict(), "dev": results["dev"].to_dict(), "seconds": seconds}
 
     def _hybrid(self) -> None:
         """Fuse the tuned model (full dim) with BM25; method and weight are chosen on dev only."""
@@ -367,5 +443,6 @@ class Run:
             ),
             environment={**environment(), "base_fingerprint": self.base_fp},
             evidence=self.evidence,
+            plan=self.plan,
         )
         write_report(self.result, Path(self.out))

@@ -1,6 +1,6 @@
 """Loss and trainer construction; the loop itself is sentence-transformers' ``SentenceTransformerTrainer``.
 
-honed adds three things the stock recipe lacks:
+honed adds four things the stock recipe lacks:
 
 * bf16 autocast around the *whole* training step. The trainer's own ``bf16=True`` autocasts the
   forward only, but cached losses (CachedMultipleNegativesRankingLoss) redo the forward with
@@ -11,6 +11,8 @@ honed adds three things the stock recipe lacks:
   dropout stays on. Together with bf16 the step is ~4x faster on this project's CPUs.
 * a dev evaluator that scores full-corpus retrieval at every Matryoshka dim with honed's metrics
   and shares its corpus encoding with the final evaluation through the embedding cache.
+* label-aware batches: given each query's known positives, no batch makes one of them an
+  in-batch negative of that query (:mod:`honed.sampler`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -40,6 +42,7 @@ from honed.encode import (
 from honed.evaluate import evaluate
 from honed.mine import MinedRow
 from honed.retrieve import search, truncate
+from honed.sampler import build_label_aware_sampler
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -101,6 +104,11 @@ class TrainConfig:
     gist_temperature: float = 0.01
     logging_steps: int = 5
     seed: int = 42
+    # Keep a query's known positives out of its batch. Off by default: on SciFact the stock
+    # sampler exposes ~1e-4 of in-batch pairs (nothing to gain), and on data with many positives
+    # per query the constraint halves the batch (docs/benchmarks.md); its effect on quality is
+    # not measured yet.
+    label_aware_batches: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss", LossName(self.loss))
@@ -119,6 +127,10 @@ class TrainConfig:
         if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(
                 f"attention_dropout: expected a value in [0, 1) or None, got {self.attention_dropout}"
+            )
+        if not isinstance(self.label_aware_batches, bool):
+            raise ValueError(
+                f"label_aware_batches: expected true or false, got {self.label_aware_batches!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,8 +269,9 @@ def dev_metrics(
     """nDCG@10 (and Recall@10) on ``qrels`` at every dim, corpus encoded through ``cache``."""
     fingerprint = model_fingerprint(model)  # weights change during training: no memo
     qids = sorted(qrels)
-    doc_emb = cache.encode(model, doc_texts, fingerprint=fingerprint)  # (n_docs, dim)
-    query_emb = cache.encode(model, [queries[q] for q in qids], fingerprint=fingerprint)
+    # disk=False: weights in training are new every epoch; no later run could reuse these.
+    doc_emb = cache.encode(model, doc_texts, fingerprint=fingerprint, disk=False)  # (n_docs, dim)
+    query_emb = cache.encode(model, [queries[q] for q in qids], fingerprint=fingerprint, disk=False)
     metrics: dict[str, float] = {}
     for dim in dims:
         run = search(truncate(query_emb, dim), truncate(doc_emb, dim), qids, doc_ids, k=10)
@@ -295,7 +308,14 @@ class HonedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
     of each batch it trains on to ``PREFIX.rank<N>.jsonl`` (see :class:`honed.distributed.BatchLog`).
     """
 
-    def __init__(self, *args: Any, precision: Precision = Precision.FP32, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        precision: Precision = Precision.FP32,
+        positives: Mapping[str, Collection[str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.honed_positives = positives  # None: the stock no-duplicates batches
         super().__init__(*args, **kwargs)
         self.honed_precision = precision
         self.data_collator = BatchLog.from_env(self.data_collator, self.args.process_index)
@@ -303,6 +323,28 @@ class HonedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
         with autocast(str(self.model.device), self.honed_precision):
             return super().training_step(*args, **kwargs)
+
+    def get_batch_sampler(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: Any = None,
+        seed: int = 0,
+    ) -> Any:
+        # Overridden rather than passed as args.batch_sampler: the trainer pickles its args into
+        # every checkpoint, which would copy every positive text into training_args.bin.
+        options = {
+            "batch_size": batch_size,
+            "drop_last": drop_last,
+            "valid_label_columns": valid_label_columns,
+            "generator": generator,
+            "seed": seed,
+        }
+        if self.honed_positives is None:
+            return super().get_batch_sampler(dataset, **options)
+        return build_label_aware_sampler(dataset, self.honed_positives, **options)
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
@@ -379,12 +421,18 @@ def train_model(
     show_progress_bar: bool = True,
     resume_from: str | Path | None = None,
     keep_checkpoints: bool = False,
+    positives: Mapping[str, Collection[str]] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place on ``rows``; keeps the epoch with the best dev nDCG@10.
 
     Checkpoints go to ``output_dir``, one per epoch; ``resume_from`` continues from one of them
     (optimizer, schedule, RNG states and the dev curve included). They are removed at the end
     unless ``keep_checkpoints`` (the pipeline removes them once the model is saved).
+
+    ``positives`` (query text -> all its positive texts) turns on label-aware batches when
+    ``config.label_aware_batches``: a known positive of a query never shares a batch with that
+    query's rows unless it is the row's own positive (:class:`honed.sampler.LabelAwareBatchSampler`).
+    Without it, or with the triplet loss (no in-batch negatives), batches are the stock ones.
     """
     device = str(model.device)
     precision = resolve_precision(config.precision, device)
@@ -404,6 +452,11 @@ def train_model(
         loss=build_loss(model, config, guide),
         evaluator=evaluator,
         precision=precision,
+        positives=(
+            positives
+            if config.label_aware_batches and config.loss is not LossName.TRIPLET
+            else None
+        ),
     )
     start_epoch = 0.0
     if resume_from is not None:
