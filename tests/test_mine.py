@@ -87,6 +87,22 @@ def test_every_known_positive_of_the_query_is_excluded_from_every_pair() -> None
     assert result.report.dropped_known_positive == 4  # both positives, seen by both pairs
 
 
+def test_positives_of_another_query_with_the_same_text_are_excluded() -> None:
+    # q1 and q2 are the same claim under two ids with different qrels (SciFact has such pairs):
+    # d1, a positive of q2, must not become a negative of q1.
+    query_emb, doc_emb = _embed([[0.6, 0.5, 0.4, 0.3], [0.5, 0.6, 0.2, 0.1]])
+    result = mine_hard_negatives(
+        {"q1": {"d0": 1}, "q2": {"d1": 1}},
+        {"q1": "Same  claim.", "q2": "same claim."},
+        ["d0", "d1", "d2", "d3"],
+        ["a", "b", "c", "d"],
+        query_emb,
+        doc_emb,
+        MiningConfig(num_negatives=1, margin=1.0),
+    )
+    assert {r.query_id: r.negative_ids for r in result.rows} == {"q1": ("d2",), "q2": ("d2",)}
+
+
 def test_judged_not_relevant_documents_may_become_negatives() -> None:
     # Score 0 in the qrels means "judged not relevant": a fine negative, not a positive.
     result = _mine_one([0.9, 0.6, 0.5], {"d0": 1, "d1": 0}, num_negatives=1, margin=1.0)

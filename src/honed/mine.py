@@ -203,6 +203,18 @@ def _quantiles(values: Sequence[float]) -> dict[str, float]:
     return {name: round(float(v), 6) for name, v in zip(names, qs)}
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _positives_by_text(positives: Qrels, queries: Mapping[str, str]) -> dict[str, set[str]]:
+    """Normalised query text -> the positives (score >= 1) of every query with that text."""
+    out: dict[str, set[str]] = {}
+    for qid, docs in positives.items():
+        out.setdefault(_norm(queries[qid]), set()).update(d for d, s in docs.items() if s >= 1)
+    return out
+
+
 def mine_hard_negatives(
     positives: Qrels,
     queries: Mapping[str, str],
@@ -253,9 +265,12 @@ def mine_hard_negatives(
     }
     pos_scores: list[float] = []
     neg_scores: list[float] = []
+    same_text = _positives_by_text(positives, queries)
     for qi, qid in enumerate(qids):
         relevant = [d for d, s in positives[qid].items() if s >= 1]
-        known = {index_of[d] for d in relevant}
+        # Every positive of any query with this query's text is excluded, not only its own:
+        # SciFact has query ids with the same text and different qrels.
+        known = {index_of[d] for d in same_text[_norm(queries[qid])]}
         banned = {doc_texts[i] for i in known}
         for pid in sorted(relevant):
             p = index_of[pid]
