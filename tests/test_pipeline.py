@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,10 @@ def test_model_loads_without_honed(tiny_run) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(1, 32)" in done.stdout
+    # The default corpus rotation lives in the model as a plain Dense layer (honed.rotate).
+    modules = json.loads((out / "model" / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules][-1] == "Dense"
+    assert "rotated by the principal directions" in (out / "model" / "README.md").read_text()
 
 
 @pytest.mark.slow
@@ -369,3 +374,26 @@ def test_same_seed_gives_identical_runs(mini_beir: Path, tiny_model_path: Path, 
     assert (a / "mined.jsonl").read_bytes() == (b / "mined.jsonl").read_bytes()
     for name in ("base.json", "bm25.json", "tuned.json", "hybrid.json"):
         assert json.loads((a / "metrics" / name).read_text()) == json.loads((b / "metrics" / name).read_text())
+
+
+@pytest.mark.slow
+def test_second_mining_round_is_kept_only_when_dev_improves(
+    mini_beir: Path, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    base = _tiny_config(mini_beir, tmp_path / "r", tiny_model_path, n_resamples=200)
+    config = replace(base, training=replace(base.training, remine_epochs=1))
+    result = run_pipeline(config)
+    out = tmp_path / "r"
+    assert (out / "mined_round2.jsonl").is_file() and (out / "mining_round2_report.json").is_file()
+    assert not (out / "checkpoints_round2").exists()
+    training = json.loads((out / "training.json").read_text())
+    second = training["round2"]
+    assert second["rows"] > 0 and second["epochs"] == 1
+    assert second["kept"] == (second["best_dev_ndcg10"] > second["first_round_dev_ndcg10"])
+    # The curve continues the first round's epochs; the kept epoch's dev score is the record's.
+    assert [c["epoch"] for c in training["curve"]] == [1.0, 2.0, 3.0]
+    assert training["best_dev_ndcg10"] == max(
+        second["best_dev_ndcg10"], second["first_round_dev_ndcg10"]
+    )
+    assert result.training["round2"] == second
+    assert "A second round mined" in (out / "report.md").read_text()

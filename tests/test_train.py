@@ -20,10 +20,12 @@ from honed.train import (
     DevEvaluator,
     LossName,
     TrainConfig,
+    TrainResult,
     build_dataset,
     build_loss,
     dev_metrics,
     matryoshka_dims,
+    merge_rounds,
     set_attention_dropout,
     train_model,
 )
@@ -34,8 +36,13 @@ if TYPE_CHECKING:
 
 def _row(query: str, positive: str, negatives: tuple[str, ...]) -> MinedRow:
     return MinedRow(
-        query_id=f"id {query}", query=query, positive_id=f"id {positive}", positive=positive,
-        positive_score=0.5, negative_ids=tuple(f"id {n}" for n in negatives), negatives=negatives,
+        query_id=f"id {query}",
+        query=query,
+        positive_id=f"id {positive}",
+        positive=positive,
+        positive_score=0.5,
+        negative_ids=tuple(f"id {n}" for n in negatives),
+        negatives=negatives,
         negative_scores=tuple(0.1 for _ in negatives),
     )
 
@@ -122,19 +129,27 @@ def test_mnrl_dataset_pads_short_rows_cyclically() -> None:
     assert [dataset[1][f"negative_{j}"] for j in (1, 2, 3)] == ["x", "x", "x"]
 
 
-def test_cached_and_gist_datasets_use_the_mnrl_layout() -> None:
-    for loss in (LossName.CACHED_MNRL, LossName.GIST):
-        assert build_dataset(ROWS, loss).column_names[:3] == ["anchor", "positive", "negative_1"]
+def test_cached_dataset_uses_the_mnrl_layout() -> None:
+    assert build_dataset(ROWS, LossName.CACHED_MNRL).column_names[:3] == [
+        "anchor",
+        "positive",
+        "negative_1",
+    ]
 
 
-def test_triplet_dataset_has_one_row_per_negative() -> None:
-    dataset = build_dataset(ROWS, LossName.TRIPLET)
+@pytest.mark.parametrize("loss", [LossName.TRIPLET, LossName.GIST])
+def test_triplet_and_gist_datasets_have_one_row_per_negative(loss: LossName) -> None:
+    dataset = build_dataset(ROWS, loss)
     assert dataset.column_names == ["anchor", "positive", "negative"]
     assert dataset.num_rows == 6
     triples = list(zip(dataset["anchor"], dataset["positive"], dataset["negative"], strict=True))
     assert triples == [
-        ("q1", "p1", "a"), ("q1", "p1", "b"), ("q1", "p1", "c"),
-        ("q2", "p2", "x"), ("q3", "p3", "y"), ("q3", "p3", "z"),
+        ("q1", "p1", "a"),
+        ("q1", "p1", "b"),
+        ("q1", "p1", "c"),
+        ("q2", "p2", "x"),
+        ("q3", "p3", "y"),
+        ("q3", "p3", "z"),
     ]
 
 
@@ -230,8 +245,11 @@ def _mined_rows(mini_beir: Path, n: int = 16) -> tuple[MinedRow, ...]:
             negs = [doc_ids[(at + 8) % len(doc_ids)], doc_ids[(at + 16) % len(doc_ids)]]
             rows.append(
                 MinedRow(
-                    query_id=qid, query=data.queries[qid], positive_id=pid,
-                    positive=data.corpus[pid].full_text, positive_score=0.0,
+                    query_id=qid,
+                    query=data.queries[qid],
+                    positive_id=pid,
+                    positive=data.corpus[pid].full_text,
+                    positive_score=0.0,
                     negative_ids=tuple(negs),
                     negatives=tuple(data.corpus[d].full_text for d in negs),
                     negative_scores=(0.0, 0.0),
@@ -255,13 +273,20 @@ def test_train_model_end_to_end(
     rows = _mined_rows(mini_beir)
     assert len(rows) == 16
     config = TrainConfig(
-        loss="cached_mnrl", epochs=2, batch_size=8, mini_batch_size=4, learning_rate=1e-3,
-        dims=dims, precision="fp32", logging_steps=1,
+        loss="cached_mnrl",
+        epochs=2,
+        batch_size=8,
+        mini_batch_size=4,
+        learning_rate=1e-3,
+        dims=dims,
+        precision="fp32",
+        logging_steps=1,
     )
     output_dir = tmp_path / "checkpoints"
 
-    result = train_model(model, rows, config, output_dir, evaluator=evaluator,
-                         show_progress_bar=False)
+    result = train_model(
+        model, rows, config, output_dir, evaluator=evaluator, show_progress_bar=False
+    )
 
     after = model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before), "no weight changed"
@@ -290,3 +315,54 @@ def test_train_model_end_to_end(
     again = dev_metrics(model, data.queries, data.split("test"), doc_ids, doc_texts, dims, cache)
     assert again["dev_ndcg@10"] == pytest.approx(result.best_dev_ndcg10)
     assert cache.stats.encoded == encoded
+
+
+def _result(
+    curve: tuple[tuple[float, float], ...], best: tuple[float, float], rows: int
+) -> TrainResult:
+    return TrainResult(
+        curve=tuple({"epoch": e, "dev_ndcg@10": v} for e, v in curve),
+        loss_curve=tuple({"epoch": e, "step": 1.0, "loss": 1.0} for e, _ in curve),
+        best_epoch=best[0],
+        best_dev_ndcg10=best[1],
+        rows=rows,
+        steps=10,
+        seconds=5.0,
+        rows_per_second=2.0,
+        precision="fp32",
+        dims=(32, 16),
+        config={"epochs": len(curve), "learning_rate": 5e-5},
+    )
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_merge_rounds_continues_the_epochs_and_keeps_the_right_best(kept: bool) -> None:
+    first = _result(((1.0, 0.5), (2.0, 0.6)), (2.0, 0.6), rows=100)
+    second = _result(((1.0, 0.7 if kept else 0.55),), (1.0, 0.7 if kept else 0.55), rows=90)
+    merged = merge_rounds(first, second, kept)
+    assert [c["epoch"] for c in merged.curve] == [1.0, 2.0, 3.0]
+    assert [c["epoch"] for c in merged.loss_curve] == [1.0, 2.0, 3.0]
+    assert merged.best_epoch == (3.0 if kept else 2.0)
+    assert merged.best_dev_ndcg10 == (0.7 if kept else 0.6)
+    assert merged.steps == 20 and merged.seconds == 10.0 and merged.rows == 100
+    assert merged.round2 == {
+        "rows": 90,
+        "epochs": 1,
+        "learning_rate": 5e-5,
+        "best_dev_ndcg10": 0.7 if kept else 0.55,
+        "first_round_dev_ndcg10": 0.6,
+        "kept": kept,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"remine_epochs": -1}, r"remine_epochs: expected an integer >= 0 \(0: no second round\)"),
+        ({"remine_epochs": True}, r"remine_epochs: expected an integer >= 0"),
+        ({"remine_learning_rate": 0.0}, r"remine_learning_rate: expected a value in \(0, 1\)"),
+    ],
+)
+def test_remine_settings_are_validated(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ training through DDP, evaluation and mining by splitting the encoding across the
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -26,6 +27,7 @@ from honed.encode import (
     EmbeddingCache,
     Precision,
     embedding_dim,
+    encode_texts,
     load_model,
     resolve_device,
     resolve_model_name,
@@ -48,8 +50,12 @@ from honed.pipeline import (
     dense_runs,
     write_json,
 )
+from honed.rotate import add_rotation, pca_rotation
 from honed.sampler import positives_by_query
 from honed.train import TrainConfig, TrainResult, matryoshka_dims, train_model
+
+#: Documents that stand for the corpus when `train` fits the rotation (plenty for a 1k-dim PCA).
+ROTATION_SAMPLE = 20_000
 
 if TYPE_CHECKING:
     import numpy as np
@@ -255,6 +261,11 @@ def train(
         if config.loss.value == "gist"
         else None
     )
+    if config.rotate:  # no corpus here: (a sample of) the rows' documents stand for it
+        docs = sorted({t for r in training_rows for t in (r.positive, *r.negatives)})
+        if len(docs) > ROTATION_SAMPLE:
+            docs = random.Random(config.seed).sample(docs, ROTATION_SAMPLE)
+        add_rotation(model, pca_rotation(encode_texts(model, docs)))
     result = train_model(
         model,
         training_rows,

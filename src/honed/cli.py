@@ -61,7 +61,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--loss", default="cached_mnrl", choices=["cached_mnrl", "mnrl", "gist", "triplet"]
     )
-    g.add_argument("--epochs", type=int, default=3)
+    g.add_argument("--epochs", type=int, default=5)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument(
         "--mini-batch-size", type=int, default=32, help="cached loss: texts per forward pass"
@@ -79,6 +79,24 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
         "--label-aware-batches",
         action="store_true",
         help="never put a known positive of a query in its batch as an in-batch negative",
+    )
+    g.add_argument(
+        "--label-aware-loss",
+        action="store_true",
+        help="mask a query's known positives (and copies of its own positive) out of the loss "
+        "instead of pushing them away; keeps the full batch (cached_mnrl only)",
+    )
+    g.add_argument(
+        "--remine-epochs",
+        type=int,
+        default=1,
+        help="second round: mine again with the tuned model, train N more epochs, kept only if "
+        "dev improves (0: no second round)",
+    )
+    g.add_argument(
+        "--no-rotate",
+        action="store_true",
+        help="do not start from the base model rotated by the corpus's principal directions",
     )
 
 
@@ -125,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="add RATIO self-supervised rows per labelled row, cut from the corpus (title -> body, "
         "sentence -> rest; default 0: labelled rows only)",
     )
+    _add_qgen_args(p)
     add_model_args(p)
     _add_mining_args(p)
     _add_training_args(p)
@@ -238,6 +257,53 @@ def _mining_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _add_qgen_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generated queries (optional; off unless --qgen-endpoint is given)")
+    g.add_argument(
+        "--qgen-endpoint",
+        metavar="URL",
+        help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1: an LLM writes a query "
+        "for random documents; those whose document the base model ranks in its top 10 are added",
+    )
+    g.add_argument("--qgen-model", metavar="NAME", help="model name the endpoint serves")
+    g.add_argument("--qgen-docs", type=int, metavar="N", help="documents to use (default 1000)")
+    g.add_argument(
+        "--qgen-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key (default OPENAI_API_KEY; unset = no key)",
+    )
+
+
+def _qgen_config(args: argparse.Namespace) -> Any:
+    """The query-generator config, or None when --qgen-endpoint is not given."""
+    flags = {
+        "--qgen-model": args.qgen_model,
+        "--qgen-docs": args.qgen_docs,
+        "--qgen-key-env": args.qgen_key_env,
+    }
+    given = [flag for flag, value in flags.items() if value is not None]
+    if args.qgen_endpoint is None:
+        if given:
+            raise ValueError(
+                f"{given[0]}: only used with --qgen-endpoint; fix: add --qgen-endpoint URL, or "
+                f"leave out {given[0]}"
+            )
+        return None
+    if args.qgen_model is None:
+        raise ValueError(
+            "--qgen-model: required with --qgen-endpoint (got none); fix: add --qgen-model NAME, "
+            "a model the server serves (GET URL/models lists them)"
+        )
+    from honed.qgen import QueryGenConfig
+
+    optional = {"n_docs": args.qgen_docs, "api_key_env": args.qgen_key_env, "seed": args.seed}
+    return QueryGenConfig(
+        endpoint=args.qgen_endpoint,
+        model=args.qgen_model,
+        **{k: v for k, v in optional.items() if v is not None},
+    )
+
+
 def _train_config(args: argparse.Namespace) -> Any:
     from honed.train import TrainConfig
 
@@ -253,6 +319,9 @@ def _train_config(args: argparse.Namespace) -> Any:
         precision=args.precision,
         seed=args.seed,
         label_aware_batches=args.label_aware_batches,
+        label_aware_loss=args.label_aware_loss,
+        rotate=not args.no_rotate,
+        remine_epochs=args.remine_epochs,
     )
 
 
@@ -286,6 +355,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         cache_dir=None if args.no_cache else args.cache_dir,
         corpus_pairs=args.corpus_pairs,
+        qgen=_qgen_config(args),
     )
     result = run_pipeline(config, notify=say)
     return _print_run(args, result)

@@ -13,8 +13,8 @@ Training peak = in use now + weights state + activations:
   in a probe: forward+backward on the 2, then the 4, longest training texts. They are affine in
   the number of texts (the fixed part: bf16 weight copies under autocast), so two sizes give the
   bytes per text, scaled to one forward pass with gradients: ``mini_batch_size`` texts for
-  cached_mnrl, ``batch_size x (2 + negatives)`` for mnrl and gist (every column's graph lives
-  until backward), ``batch_size x 3`` for triplet; x ``TRANSIENT`` for the activation gradients
+  cached_mnrl, ``batch_size x (2 + negatives)`` for mnrl (every column's graph lives
+  until backward), ``batch_size x 3`` for triplet and gist; x ``TRANSIENT`` for the activation gradients
   of backward. On a MiniLM-sized BERT (6 x 384, 256 tokens, CPU) a fresh process's peak RSS was
   6-12% above saved + gradient bytes; per text it saved 41.7 MiB (fp32), 95.6 MiB (attention
   dropout 0.1: "math" attention keeps the probabilities), 25.6 MiB (bf16).
@@ -423,8 +423,9 @@ def estimate_training(
     if eval_texts < 0:
         raise ValueError(f"eval_texts: expected an integer >= 0, got {eval_texts}")
     device, loss = str(model.device), config.loss.value
-    n_rows = sum(len(r.negatives) for r in rows) if loss == "triplet" else len(rows)
-    columns = 3 if loss == "triplet" else 2 + max(len(r.negatives) for r in rows)  # build_dataset
+    one_negative = loss in ("triplet", "gist")  # build_dataset: one row per negative
+    n_rows = sum(len(r.negatives) for r in rows) if one_negative else len(rows)
+    columns = 3 if one_negative else 2 + max(len(r.negatives) for r in rows)
     per_step = min(config.batch_size, n_rows)
     grad_texts = (
         min(config.mini_batch_size, per_step) if loss == "cached_mnrl" else per_step * columns

@@ -33,6 +33,7 @@ __all__ = [
     "MiningResult",
     "SamplingStrategy",
     "mine_hard_negatives",
+    "mine_pseudo_queries",
     "read_mined",
     "write_mined",
 ]
@@ -326,6 +327,34 @@ def mine_hard_negatives(
         config={k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(config).items()},
     )
     return MiningResult(rows=tuple(rows), report=report)
+
+
+def mine_pseudo_queries(
+    sources: Sequence[tuple[str, str, str]],
+    doc_ids: Sequence[str],
+    doc_texts: Sequence[str],
+    query_emb: np.ndarray,
+    doc_emb: np.ndarray,
+    config: MiningConfig | None = None,
+) -> MiningResult:
+    """Hard negatives for queries made from one source document each (cut out or generated).
+
+    Args:
+        sources: ``(query id, query text, source doc id)`` per query, in ``query_emb``'s row
+            order (any order of ids); the source is the query's only known positive.
+        doc_ids, doc_texts, query_emb, doc_emb, config: as for :func:`mine_hard_negatives`.
+
+    Raises:
+        ValueError: two sources share a query id.
+    """
+    texts = {qid: query for qid, query, _ in sources}
+    if len(texts) != len(sources):
+        raise ValueError("queries: expected distinct query ids, got duplicates")
+    order = sorted(range(len(sources)), key=lambda i: sources[i][0])  # the miner's qid order
+    positives = {qid: {doc: 1} for qid, _, doc in sources}
+    return mine_hard_negatives(
+        positives, texts, doc_ids, doc_texts, query_emb[order], doc_emb, config
+    )
 
 
 def write_mined(rows: Sequence[MinedRow], path: str | Path) -> None:

@@ -26,6 +26,7 @@ from honed.data import BeirData, Qrels, carve_dev
 from honed.encode import Precision
 from honed.evaluate import DEFAULT_METRICS, Run, evaluate
 from honed.mine import MiningConfig
+from honed.qgen import QueryGenConfig
 from honed.retrieve import BM25Retriever, search, truncate
 from honed.train import TrainConfig, TrainResult
 
@@ -76,6 +77,8 @@ class RunConfig:
     cache_dir: str | None = "auto"
     # Self-supervised corpus rows (honed.selfsup) per labelled row; 0 = labelled rows only.
     corpus_pairs: float = 0.0
+    # Queries written by an LLM behind an OpenAI-compatible endpoint (honed.qgen); None = off.
+    qgen: QueryGenConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))
@@ -108,6 +111,8 @@ class RunConfig:
             training["dims"] = tuple(training["dims"])
         kwargs["training"] = TrainConfig(**training)
         kwargs["mining"] = MiningConfig(**kwargs.get("mining", {}))
+        if kwargs.get("qgen") is not None:
+            kwargs["qgen"] = QueryGenConfig(**kwargs["qgen"])
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

@@ -160,7 +160,8 @@ def render_markdown(run: RunResult) -> str:
         f"{training['rows']} rows, {training['steps']} steps, {training['seconds'] / 60:.1f} min "
         f"({training['rows_per_second']:.2f} rows/s, {training['precision']}), Matryoshka dims "
         f"{', '.join(map(str, training['dims']))}. Epoch 0 is the untuned model; the epoch with the best "
-        f"dev nDCG@10 is kept (epoch {training['best_epoch']:g}).\n\n" + _curve_table(training),
+        f"dev nDCG@10 is kept (epoch {training['best_epoch']:g}).{_rotation_note(training)}\n\n"
+        + _curve_table(training),
         "![training curve](plots/training_curve.png)",
         *([_evidence_section(run.evidence)] if run.evidence else []),
         "## Hard-negative mining\n\n" + _mining_table(run.mining),
@@ -434,7 +435,8 @@ def write_model_card(run: RunResult, model_dir: Path) -> Path:
         f"Loss {run.training['config']['loss']} in MatryoshkaLoss (dims {', '.join(map(str, run.training['dims']))}), "
         f"{run.mining['num_negatives']} mined hard negatives per pair, batch {run.training['config']['batch_size']}, "
         f"lr {run.training['config']['learning_rate']}, epochs {run.training['config']['epochs']} "
-        f"(kept epoch {run.training['best_epoch']:g} by dev nDCG@10), seed {run.config['seed']}.",
+        f"(kept epoch {run.training['best_epoch']:g} by dev nDCG@10), seed {run.config['seed']}."
+        + _rotation_note(run.training),
         "",
         "## Results (held-out test split)",
         "",
@@ -454,6 +456,26 @@ def write_model_card(run: RunResult, model_dir: Path) -> Path:
     path = model_dir / "README.md"
     path.write_text("\n".join(card) + "\n", encoding="utf-8")
     return path
+
+
+def _rotation_note(training: dict[str, Any]) -> str:
+    """What the report says of the corpus rotation and the re-mining round, when they ran."""
+    note = ""
+    if training.get("config", {}).get("rotate"):
+        note += (
+            " Training started from the base model rotated by the principal directions of its "
+            "corpus embeddings (an orthogonal Dense layer before Normalize: no full-dim score "
+            "changed at the start; the first dims began as the best linear truncation)."
+        )
+    second = training.get("round2")
+    if second:
+        note += (
+            f" A second round mined {second['rows']} rows again with the tuned model and trained "
+            f"{second['epochs']} more epoch(s) at lr {second['learning_rate']}: dev nDCG@10 "
+            f"{second['best_dev_ndcg10']:.4f} vs {second['first_round_dev_ndcg10']:.4f} after "
+            f"the first round, so it was {'kept' if second['kept'] else 'discarded'}."
+        )
+    return note
 
 
 def write_report(run: RunResult, out: Path, plots: Sequence[str] | None = None) -> Path:

@@ -155,12 +155,9 @@ def mine_corpus_pairs(
     """
     from dataclasses import replace
 
-    from honed.mine import mine_hard_negatives
+    from honed.mine import mine_pseudo_queries
 
-    queries = {p.query_id: p.query for p in pairs}
-    positives = {p.query_id: {p.doc_id: 1} for p in pairs}
-    if len(queries) != len(pairs):
-        raise ValueError("pairs: expected distinct query ids, got duplicates")
-    mined = mine_hard_negatives(positives, queries, doc_ids, doc_texts, query_emb, doc_emb, config)
+    sources = [(p.query_id, p.query, p.doc_id) for p in pairs]
+    mined = mine_pseudo_queries(sources, doc_ids, doc_texts, query_emb, doc_emb, config)
     rest = {p.query_id: p.positive for p in pairs}
     return replace(mined, rows=tuple(replace(r, positive=rest[r.query_id]) for r in mined.rows))

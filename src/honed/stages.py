@@ -23,6 +23,7 @@ from honed.encode import (
     EmbeddingCache,
     embedding_dim,
     load_model,
+    model_fingerprint,
     resolve_device,
     resolve_model_name,
 )
@@ -54,7 +55,16 @@ from honed.pipeline import (
     split_data,
     write_json,
 )
-from honed.train import DevEvaluator, TrainResult, latest_checkpoint, matryoshka_dims, train_model
+from honed.qgen import QueryGenConfig
+from honed.rotate import add_rotation, pca_rotation
+from honed.train import (
+    DevEvaluator,
+    TrainResult,
+    latest_checkpoint,
+    matryoshka_dims,
+    merge_rounds,
+    train_model,
+)
 
 STAGES = ("load", "baseline", "mine", "train", "save", "evaluate", "report")
 
@@ -236,6 +246,8 @@ class Run:
         )
         if self.config.corpus_pairs > 0:
             self._add_corpus_pairs()
+        if self.config.qgen is not None:
+            self._add_generated_queries(self.config.qgen)
         self._record_actual("mine")
         write_mined(self.mined.rows, self.out / "mined.jsonl")
         write_json(self.out / "mining_report.json", asdict(self.mined.report))
@@ -258,11 +270,57 @@ class Run:
         self.mined = replace(self.mined, rows=self.mined.rows + extra.rows)
         write_json(self.out / "mining_corpus_report.json", asdict(extra.report))
 
+    def _add_generated_queries(self, qgen: QueryGenConfig) -> None:
+        """Mix rows of LLM-written queries (honed.qgen) that pass the round trip into the rows.
+
+        The answers are cached in generated_queries.jsonl: a resumed run does not ask again.
+        """
+        from honed.qgen import (
+            generate_queries,
+            mine_generated,
+            read_generated,
+            round_trip_filter,
+            write_generated,
+        )
+
+        path = self.out / "generated_queries.jsonl"
+        cached = path.is_file()
+        if cached:
+            generation = read_generated(path)
+        else:
+            self.say(f"generating queries with {qgen.model} at {qgen.endpoint}")
+            generation = generate_queries(self.data.corpus, qgen)
+            write_generated(path, generation)
+        texts = [q.query for q in generation.queries]
+        q_emb = self.cache.encode(self.model, texts) if texts else np.empty((0, 1), np.float32)
+        kept, trip = round_trip_filter(
+            generation.queries, q_emb, self.base_docs, self.doc_ids, qgen.round_trip_k
+        )
+        report: dict[str, Any] = {"requested": generation.requested, "empty": len(generation.empty)}
+        report.update({**asdict(trip), "from_cache": cached, "rows_added": 0, "mining": None})
+        if kept:
+            extra = mine_generated(
+                kept,
+                self.doc_ids,
+                self.doc_texts,
+                self.cache.encode(self.model, [q.query for q in kept]),  # (n_kept, dim), cached
+                self.base_docs,
+                self.config.mining,
+            )
+            report.update(rows_added=len(extra.rows), mining=asdict(extra.report))
+            self.mined = replace(self.mined, rows=self.mined.rows + extra.rows)
+        self.say(
+            f"generated queries: {trip.kept} of {generation.requested} kept ({len(generation.empty)} "
+            f"empty, {trip.dropped_round_trip} dropped by the round trip at k={trip.k}); "
+            f"{report['rows_added']} rows added"
+        )
+        write_json(self.out / "qgen_report.json", report)
+
     def _known_positives(self) -> dict[str, set[str]]:
         """Query text -> all its positive texts, for label-aware batches (honed.sampler).
 
         From the training qrels (a query's other positives must not be its in-batch negatives);
-        self-supervised corpus rows have no qrels, only their own positive.
+        self-supervised and generated rows have no qrels, only their own positive.
         """
         corpus, queries = self.data.corpus, self.data.queries
         positives: dict[str, set[str]] = {}
@@ -270,7 +328,7 @@ class Run:
             known = positives.setdefault(queries[qid], set())  # same text, two ids: one set
             known.update(corpus[d].full_text for d in docs)
         for row in self.mined.rows:
-            if row.query_id.startswith("selfsup-"):
+            if row.query_id.startswith(("selfsup-", "qgen-")):
                 positives.setdefault(row.query, set()).add(row.positive)
         return positives
 
@@ -290,6 +348,10 @@ class Run:
             )
             return
         checkpoint = latest_checkpoint(self.out / "checkpoints") if self.resume else None
+        if training.rotate:  # before resuming too: the checkpoint holds the rotation layer
+            self.say("rotating the base model by the corpus's principal directions")
+            add_rotation(self.model, pca_rotation(self.base_docs))
+            self.cache.forget(self.model)
         self.say(
             f"training on {len(self.mined.rows)} rows ({training.loss.value}, {training.epochs} epochs)"
             + (f", resuming from {checkpoint.name}" if checkpoint else "")
@@ -313,9 +375,63 @@ class Run:
             keep_checkpoints=True,
             positives=self._known_positives(),
         )
+        if training.remine_epochs:
+            self._remine_round(evaluator)
         self._record_actual("train")
         self.cache.forget(self.model)
         write_json(self.out / "training.json", asdict(self.trained))
+
+    def _remine_round(self, evaluator: DevEvaluator) -> None:
+        """Mine again with the tuned model (same filters), train on those rows; keep only on dev.
+
+        The tuned model ranks the corpus differently: the documents it now confuses with the
+        positives are the negatives worth a second look. Labelled rows only (no corpus pairs).
+        The round is kept only if its best dev nDCG@10 beats the first round's; otherwise the
+        first round's weights come back and the round is recorded as discarded.
+        """
+        training, first = self.config.training, self.trained
+        self.say(
+            f"second round: mining again with the tuned model, then {training.remine_epochs} "
+            f"epoch(s) at lr {training.remine_learning_rate}"
+        )
+        kept = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        fingerprint = model_fingerprint(self.model)  # weights of this run only: not on disk
+        docs = self.cache.encode(self.model, self.doc_texts, True, fingerprint, disk=False)
+        positives = positives_only(self.train)
+        qids = sorted(positives)
+        q_emb = self.cache.encode(
+            self.model, [self.data.queries[q] for q in qids], False, fingerprint, disk=False
+        )
+        mined = mine_hard_negatives(
+            positives,
+            self.data.queries,
+            self.doc_ids,
+            self.doc_texts,
+            q_emb,
+            docs,
+            self.config.mining,
+        )
+        write_mined(mined.rows, self.out / "mined_round2.jsonl")
+        write_json(self.out / "mining_round2_report.json", asdict(mined.report))
+        config = replace(
+            training, epochs=training.remine_epochs, learning_rate=training.remine_learning_rate
+        )
+        second = train_model(
+            self.model,
+            mined.rows,
+            config,
+            self.out / "checkpoints_round2",
+            evaluator,
+            positives=self._known_positives(),
+        )
+        better = second.best_dev_ndcg10 > first.best_dev_ndcg10
+        if not better:
+            self.model.load_state_dict(kept)
+        self.say(
+            f"second round dev nDCG@10 {second.best_dev_ndcg10:.4f} vs {first.best_dev_ndcg10:.4f}: "
+            + ("kept" if better else "discarded, first round kept")
+        )
+        self.trained = merge_rounds(first, second, better)
 
     def stage_evaluate(self) -> None:
         self.say("evaluating the tuned model on dev and test at every dim")

@@ -12,7 +12,8 @@ honed adds four things the stock recipe lacks:
 * a dev evaluator that scores full-corpus retrieval at every Matryoshka dim with honed's metrics
   and shares its corpus encoding with the final evaluation through the embedding cache.
 * label-aware batches: given each query's known positives, no batch makes one of them an
-  in-batch negative of that query (:mod:`honed.sampler`).
+  in-batch negative of that query (:mod:`honed.sampler`); or, keeping the batch, label-aware
+  loss masking: such a text is left out of that query's softmax (:mod:`honed.masked_loss`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import shutil
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from honed.encode import (
     resolve_precision,
 )
 from honed.evaluate import evaluate
+from honed.masked_loss import LabelAwareCachedMNRL, find_label_aware_loss
 from honed.mine import MinedRow
 from honed.retrieve import search, truncate
 from honed.sampler import build_label_aware_sampler
@@ -88,7 +90,7 @@ class TrainConfig:
     """Settings of the fine-tuning stage (validated on construction)."""
 
     loss: LossName = LossName.CACHED_MNRL
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 64
     mini_batch_size: int = 32
     learning_rate: float = 1e-4
@@ -97,6 +99,8 @@ class TrainConfig:
     scale: float = 20.0
     matryoshka: bool = True
     dims: tuple[int, ...] | None = None  # None: matryoshka_dims(model width)
+    # Weight of each Matryoshka dim's loss, largest dim first; None: all 1 (sentence-transformers').
+    matryoshka_weights: tuple[float, ...] | None = None
     max_seq_length: int | None = None  # None: the model's own
     attention_dropout: float | None = 0.0  # None: keep the model's; see module docstring
     precision: Precision = Precision.AUTO
@@ -109,6 +113,17 @@ class TrainConfig:
     # per query the constraint halves the batch (docs/benchmarks.md); its effect on quality is
     # not measured yet.
     label_aware_batches: bool = False
+    # Mask a query's known positives (and copies of its own positive) out of the loss instead of
+    # pushing them away (honed.masked_loss); keeps the full batch. cached_mnrl only.
+    label_aware_loss: bool = False
+    # Start from the base model rotated by the principal directions of the corpus embeddings
+    # (honed.rotate: a Dense layer before Normalize; no full-dim cosine changes), so the first
+    # Matryoshka dims begin as the best linear truncation. Chosen on dev (docs/benchmarks.md).
+    rotate: bool = True
+    # Second round (honed.stages): mine again with the tuned model under the same filters and
+    # train this many more epochs at remine_learning_rate; kept only if dev nDCG@10 improves.
+    remine_epochs: int = 1
+    remine_learning_rate: float = 5e-5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss", LossName(self.loss))
@@ -124,13 +139,48 @@ class TrainConfig:
             raise ValueError(f"warmup_ratio: expected a value in [0, 1), got {self.warmup_ratio}")
         if self.dims is not None and (not self.dims or min(self.dims) < 1):
             raise ValueError(f"dims: expected positive integers, got {self.dims}")
+        if self.matryoshka_weights is not None:
+            weights = tuple(float(w) for w in self.matryoshka_weights)
+            object.__setattr__(self, "matryoshka_weights", weights)
+            if not weights or min(weights) <= 0:
+                raise ValueError(
+                    f"matryoshka_weights: expected positive numbers, got {self.matryoshka_weights}"
+                )
+            if self.dims is not None and len(weights) != len(self.dims):
+                raise ValueError(
+                    f"matryoshka_weights: expected one weight per dim {self.dims}, got {weights}"
+                )
         if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
             raise ValueError(
                 f"attention_dropout: expected a value in [0, 1) or None, got {self.attention_dropout}"
             )
+        if (
+            isinstance(self.remine_epochs, bool)
+            or not isinstance(self.remine_epochs, int)
+            or (self.remine_epochs < 0)
+        ):
+            raise ValueError(
+                f"remine_epochs: expected an integer >= 0 (0: no second round), "
+                f"got {self.remine_epochs!r}"
+            )
+        if not 0.0 < self.remine_learning_rate < 1.0:
+            raise ValueError(
+                f"remine_learning_rate: expected a value in (0, 1), got {self.remine_learning_rate}"
+            )
+        if not isinstance(self.rotate, bool):
+            raise ValueError(f"rotate: expected true or false, got {self.rotate!r}")
         if not isinstance(self.label_aware_batches, bool):
             raise ValueError(
                 f"label_aware_batches: expected true or false, got {self.label_aware_batches!r}"
+            )
+        if not isinstance(self.label_aware_loss, bool):
+            raise ValueError(
+                f"label_aware_loss: expected true or false, got {self.label_aware_loss!r}"
+            )
+        if self.label_aware_loss and self.loss is not LossName.CACHED_MNRL:
+            raise ValueError(
+                f"label_aware_loss: only implemented for loss 'cached_mnrl', got loss "
+                f"'{self.loss.value}'; fix: use loss 'cached_mnrl', or label_aware_batches"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,8 +191,9 @@ def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
     """Training rows as a ``datasets.Dataset``: columns anchor, positive, negative_1..N.
 
     Rows with fewer negatives than the longest row repeat theirs cyclically (a repeated negative
-    only re-weights that logit; it is never a false negative). TripletLoss takes one negative per
-    row, so each (query, positive, negative) becomes its own row.
+    only re-weights that logit; it is never a false negative). TripletLoss and GISTEmbedLoss take
+    one negative per row (sentence-transformers' GIST refuses more than three columns), so each
+    (query, positive, negative) becomes its own row.
     """
     from datasets import Dataset
 
@@ -150,7 +201,7 @@ def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
         raise ValueError(
             "rows: expected at least one mined row, got none; fix: check the training split"
         )
-    if loss is LossName.TRIPLET:
+    if loss in (LossName.TRIPLET, LossName.GIST):
         triples = [(r.query, r.positive, n) for r in rows for n in r.negatives]
         return Dataset.from_dict(
             {
@@ -170,9 +221,15 @@ def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
 
 
 def build_loss(
-    model: SentenceTransformer, config: TrainConfig, guide: SentenceTransformer | None = None
+    model: SentenceTransformer,
+    config: TrainConfig,
+    guide: SentenceTransformer | None = None,
+    positives: Mapping[str, Collection[str]] | None = None,
 ) -> Any:
     """The configured loss, wrapped in MatryoshkaLoss when ``config.matryoshka``.
+
+    With ``config.label_aware_loss`` the cached loss masks false in-batch negatives, found from
+    ``positives`` (query text -> all its known positive texts; :mod:`honed.masked_loss`).
 
     Under ``torchrun`` (world size > 1) the in-batch losses gather the embeddings of every
     process, so each query sees ``batch_size x world_size`` in-batch candidates, not only its own
@@ -185,6 +242,19 @@ def build_loss(
     if config.loss is LossName.MNRL:
         inner = losses.MultipleNegativesRankingLoss(
             model, scale=config.scale, gather_across_devices=gather
+        )
+    elif config.loss is LossName.CACHED_MNRL and config.label_aware_loss:
+        if positives is None:
+            raise ValueError(
+                "label_aware_loss: needs the known positives (query text -> positive texts), got "
+                "none; fix: pass positives, e.g. honed.sampler.positives_by_query(rows)"
+            )
+        inner = LabelAwareCachedMNRL(
+            model,
+            positives,
+            scale=config.scale,
+            mini_batch_size=config.mini_batch_size,
+            gather_across_devices=gather,
         )
     elif config.loss is LossName.CACHED_MNRL:
         inner = losses.CachedMultipleNegativesRankingLoss(
@@ -204,7 +274,18 @@ def build_loss(
     if not config.matryoshka:
         return inner
     dims = config.dims or matryoshka_dims(embedding_dim(model))
-    return losses.MatryoshkaLoss(model, inner, matryoshka_dims=list(dims))
+    weights = config.matryoshka_weights
+    if weights is not None and len(weights) != len(dims):
+        raise ValueError(
+            f"matryoshka_weights: expected one weight per Matryoshka dim {tuple(dims)}, "
+            f"got {weights}; fix: give {len(dims)} weights, largest dim first"
+        )
+    return losses.MatryoshkaLoss(
+        model,
+        inner,
+        matryoshka_dims=list(dims),
+        matryoshka_weights=list(weights) if weights is not None else None,
+    )
 
 
 def set_attention_dropout(model: SentenceTransformer, p: float) -> int:
@@ -299,6 +380,37 @@ class TrainResult:
     dims: tuple[int, ...]
     config: dict[str, Any] = field(default_factory=dict)
     resumed_from_epoch: float = 0.0  # > 0 when training continued from a checkpoint
+    # The re-mining round (TrainConfig.remine_epochs): rows, its best dev score, kept or not.
+    round2: dict[str, Any] | None = None
+    # Logits masked as false in-batch negatives (TrainConfig.label_aware_loss; this process's).
+    masked_negatives: int = 0
+
+
+def merge_rounds(first: TrainResult, second: TrainResult, kept: bool) -> TrainResult:
+    """One record of two training rounds; the second round's epochs continue the first's."""
+    offset = max((float(c["epoch"]) for c in first.curve), default=0.0)
+
+    def shift(entries: tuple[dict[str, float], ...]) -> tuple[dict[str, float], ...]:
+        return tuple({**e, "epoch": float(e["epoch"]) + offset} for e in entries)
+
+    return replace(
+        first,
+        curve=first.curve + shift(second.curve),
+        loss_curve=first.loss_curve + shift(second.loss_curve),
+        best_epoch=second.best_epoch + offset if kept else first.best_epoch,
+        best_dev_ndcg10=second.best_dev_ndcg10 if kept else first.best_dev_ndcg10,
+        steps=first.steps + second.steps,
+        seconds=first.seconds + second.seconds,
+        masked_negatives=first.masked_negatives + second.masked_negatives,
+        round2={
+            "rows": second.rows,
+            "epochs": second.config.get("epochs"),
+            "learning_rate": second.config.get("learning_rate"),
+            "best_dev_ndcg10": second.best_dev_ndcg10,
+            "first_round_dev_ndcg10": first.best_dev_ndcg10,
+            "kept": kept,
+        },
+    )
 
 
 class HonedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
@@ -433,6 +545,7 @@ def train_model(
     ``config.label_aware_batches``: a known positive of a query never shares a batch with that
     query's rows unless it is the row's own positive (:class:`honed.sampler.LabelAwareBatchSampler`).
     Without it, or with the triplet loss (no in-batch negatives), batches are the stock ones.
+    With ``config.label_aware_loss`` the loss masks those texts instead (``positives`` required).
     """
     device = str(model.device)
     precision = resolve_precision(config.precision, device)
@@ -445,16 +558,17 @@ def train_model(
     args = _training_args(
         config, Path(output_dir), len(dataset), evaluator is not None, device, show_progress_bar
     )
+    loss = build_loss(model, config, guide, positives=positives)
     trainer = HonedTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        loss=build_loss(model, config, guide),
+        loss=loss,
         evaluator=evaluator,
         precision=precision,
         positives=(
             positives
-            if config.label_aware_batches and config.loss is not LossName.TRIPLET
+            if config.label_aware_batches and config.loss not in (LossName.TRIPLET, LossName.GIST)
             else None
         ),
     )
@@ -465,6 +579,7 @@ def train_model(
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
+    masking = find_label_aware_loss(loss)
     curve, losses = _curves(trainer.state.log_history)
     best = (
         max(curve, key=lambda c: c["dev_ndcg@10"])
@@ -490,4 +605,5 @@ def train_model(
         dims=tuple(dims),
         config=config.to_dict(),
         resumed_from_epoch=start_epoch,
+        masked_negatives=masking.masked_total if masking is not None else 0,
     )
