@@ -5,10 +5,14 @@ encoding and mining through :class:`honed.stages.Run`); only the training rows o
 post-processing of the trained model change per lever:
 
 * ``default``: the mined labelled rows, today's TrainConfig (the reference);
-* ``selfsup``: labelled rows + ``ratio`` x as many self-supervised corpus rows
-  (:mod:`honed.selfsup`: title -> body or sentence -> rest, mined with the base model);
-* ``interp``: weight interpolation ``alpha * tuned + (1 - alpha) * base`` of a trained variant,
-  alpha chosen on dev (post-hoc, no training).
+* ``train:KEY=VALUE,...``: any TrainConfig override (``a/b/c`` is a tuple); ``rotate=true``
+  starts from the base model rotated by the corpus's PCA (:mod:`honed.rotate`);
+* ``selfsup[:RATIO][;KEY=VALUE,...]``: labelled rows + ``RATIO`` x as many self-supervised
+  corpus rows (:mod:`honed.selfsup`), mined with the base model;
+* ``base-maxlen:N``: the untuned model at another max_seq_length (no training);
+* after each trained variant: ``--rotate`` (post-hoc PCA rotation), weight interpolation
+  ``alpha * tuned + (1 - alpha) * base`` (alpha chosen on dev) and ``--remine-epochs`` (a second
+  mining round with the tuned model).
 
 Every variant writes ``OUT/<variant>.json`` (dev curve, dev and test nDCG@10 at every dim) and its
 model to ``OUT/<variant>/model``. Choose on dev; the test columns are reported, never used.
@@ -106,11 +110,11 @@ def train_variant(
     from honed.train import DevEvaluator, train_model
 
     model = load_model(run.base_path, run.device)
-    if overrides.pop("rotate", False):  # start from the base model rotated by the corpus's PCA
+    config = replace(run.config.training, **overrides)
+    if config.rotate:  # as honed.stages does: start from the base model rotated by corpus PCA
         from honed.rotate import add_rotation, pca_rotation
 
         add_rotation(model, pca_rotation(run.base_docs))
-    config = replace(run.config.training, **overrides)
     guide = load_model(run.base_path, run.device) if config.loss.value == "gist" else None
     evaluator = DevEvaluator(
         run.data.queries, run.dev, run.doc_ids, run.doc_texts, run.dims, run.cache
