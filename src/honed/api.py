@@ -245,7 +245,9 @@ def train(
     """Fine-tune ``base_model`` on mined rows or a pair file and save it to ``out``.
 
     Without a dev split there is no checkpoint selection: the last epoch is saved. ``honed run``
-    does the selection on a dev split carved from the training data.
+    does the selection on a dev split carved from the training data. For the same reason
+    ``config.remine_epochs`` does not apply here (the second round needs a corpus and a dev
+    split); ``config.rotate`` fits the rotation on the rows' documents.
 
     Runs as several processes under ``torchrun`` / ``accelerate launch`` (DDP): each process
     trains on its share of the rows, and only the first one (rank 0) writes ``out``.

@@ -90,8 +90,8 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
         "--remine-epochs",
         type=int,
         default=1,
-        help="second round: mine again with the tuned model, train N more epochs, kept only if "
-        "dev improves (0: no second round)",
+        help="`honed run` only (needs the corpus and a dev split): second round, mine again with "
+        "the tuned model and train N more epochs, kept only if dev improves (0: no second round)",
     )
     g.add_argument(
         "--no-rotate",
