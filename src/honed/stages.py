@@ -299,11 +299,13 @@ class Run:
         report: dict[str, Any] = {"requested": generation.requested, "empty": len(generation.empty)}
         report.update({**asdict(trip), "from_cache": cached, "rows_added": 0, "mining": None})
         if kept:
+            keep = {q.query_id for q in kept}
+            rows = [i for i, q in enumerate(generation.queries) if q.query_id in keep]
             extra = mine_generated(
                 kept,
                 self.doc_ids,
                 self.doc_texts,
-                self.cache.encode(self.model, [q.query for q in kept]),  # (n_kept, dim), cached
+                q_emb[rows],  # (n_kept, dim): the kept queries' rows, in kept's order
                 self.base_docs,
                 self.config.mining,
             )
