@@ -61,9 +61,9 @@ def main() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    from honed.ann import AnnKind, HnswConfig, build_hnsw
-    from honed.index import Index
-    from honed.retrieve import truncate
+    from honed.encoding.dims import truncate
+    from honed.index.ann import AnnKind, HnswConfig, build_hnsw
+    from honed.index.index import Index
 
     docs = synthetic(args.docs, args.dim, 0)
     rng = np.random.default_rng(1)

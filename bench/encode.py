@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from honed.encode import Precision, default_model_path, encode_texts, load_model
+from honed.encoding.encoder import Precision, default_model_path, encode_texts, load_model
 
 
 def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:

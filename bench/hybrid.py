@@ -19,19 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
-from honed.compare import paired_test
-from honed.data import load_beir
-from honed.encode import EmbeddingCache, load_model
-from honed.evaluate import evaluate, per_query
-from honed.fuse import FusionConfig, choose_fusion
-from honed.index import Index
-from honed.pipeline import RunConfig, bm25_runs, dense_runs, metrics_of, split_data
+from honed.data.beir import load_beir
+from honed.data.splits import split_data
+from honed.encoding.encoder import EmbeddingCache, load_model
+from honed.evaluation.metrics import evaluate, per_query
+from honed.evaluation.runs import bm25_runs, dense_runs, metrics_of
+from honed.evaluation.significance import paired_test
+from honed.index.index import Index
+from honed.pipeline.config import RunConfig
+from honed.retrieval.fusion import FusionConfig, choose_fusion
 
 DATA, RUN = sys.argv[1], sys.argv[2]
 data = load_beir(DATA)
 dropped = set(json.load(open(f"{RUN}/data.json"))["train_queries_dropped_as_leaked"])
 cfg = RunConfig(data=DATA, out="unused")
-train, dev, test, _ = split_data(data, cfg, frozenset(dropped))
+parts = split_data(data, cfg.split_rule, frozenset(dropped))
+train, dev, test = parts.train, parts.dev, parts.test
 splits = {"dev": dev, "test": test}
 ids = list(data.corpus)
 texts = [data.corpus[d].full_text for d in ids]

@@ -40,12 +40,12 @@ import numpy as np
 
 
 def encode_scifact(data: str, model_path: str) -> dict:
-    from honed.data import load_beir
-    from honed.encode import EmbeddingCache, load_model, resolve_precision
+    from honed.data.beir import load_beir
+    from honed.encoding.encoder import EmbeddingCache, load_model, resolve_precision
 
     beir = load_beir(data)
     model = load_model(model_path, "cpu")
-    from honed.cache import resolve_cache_dir
+    from honed.encoding.disk_cache import resolve_cache_dir
 
     # precision auto: bf16 where the CPU does it natively; the on-disk cache makes reruns cheap
     cache = EmbeddingCache(directory=resolve_cache_dir("auto"))
@@ -68,7 +68,7 @@ def encode_scifact(data: str, model_path: str) -> dict:
 
 
 def quality(enc: dict, shortlist_dim: int, shortlist: int) -> list[dict]:
-    from honed.plan import plan_embeddings
+    from honed.index.planner import plan_embeddings
 
     result = plan_embeddings(
         enc["docs"],
@@ -136,7 +136,7 @@ def synthetic_corpus(docs: np.ndarray, n: int, factor: np.ndarray, seed: int) ->
 
 def real_recall(enc: dict, shortlist_dim: int, shortlists: list[int]) -> dict[int, float]:
     """Recall@10 vs exact of the flat two-stage search on the real corpus, all test queries."""
-    from honed.index import Index
+    from honed.index.index import Index
 
     index = Index.from_embeddings(enc["docs"], enc["doc_ids"], shortlist_dim, "float32")
     exact = index.search_exact(enc["queries"], 10)
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--workdir", help="where to write the indexes (default: a temp folder)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    from honed.index import Index
+    from honed.index.index import Index
 
     print(f"date {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {machine()}")
     enc = encode_scifact(args.data, args.model)

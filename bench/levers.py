@@ -1,14 +1,14 @@
 """Quality levers of issue #7, each measured on the dev split (and reported on test) in one process.
 
 The data handling is exactly ``honed run``'s (same load, leakage drop, dev carve, baseline
-encoding and mining through :class:`honed.stages.Run`); only the training rows or the
+encoding and mining through :class:`honed.pipeline.stages.Run`); only the training rows or the
 post-processing of the trained model change per lever:
 
 * ``default``: the mined labelled rows, today's TrainConfig (the reference);
 * ``train:KEY=VALUE,...``: any TrainConfig override (``a/b/c`` is a tuple); ``rotate=true``
-  starts from the base model rotated by the corpus's PCA (:mod:`honed.rotate`);
+  starts from the base model rotated by the corpus's PCA (:mod:`honed.encoding.rotation`);
 * ``selfsup[:RATIO][;KEY=VALUE,...]``: labelled rows + ``RATIO`` x as many self-supervised
-  corpus rows (:mod:`honed.selfsup`), mined with the base model;
+  corpus rows (:mod:`honed.mining.selfsup`), mined with the base model;
 * ``base-maxlen:N``: the untuned model at another max_seq_length (no training);
 * after each trained variant: ``--rotate`` (post-hoc PCA rotation), weight interpolation
   ``alpha * tuned + (1 - alpha) * base`` (alpha chosen on dev) and ``--remine-epochs`` (a second
@@ -36,9 +36,9 @@ from typing import Any
 def prepare(
     data: str, out: Path, base: str | None = None, device: str = "auto", precision: str = "auto"
 ) -> Any:
-    from honed.encode import resolve_device, resolve_model_name
-    from honed.pipeline import RunConfig
-    from honed.stages import Run
+    from honed.encoding.encoder import resolve_device, resolve_model_name
+    from honed.pipeline.config import RunConfig
+    from honed.types import Run
 
     config = RunConfig(
         data=data,
@@ -50,7 +50,7 @@ def prepare(
         **({"base_model": base} if base else {}),
     )
     run = Run(config, notify=lambda m: print("[prepare]", m, flush=True))
-    from honed.pipeline import prepare_run_dir
+    from honed.pipeline.run_folder import prepare_run_dir
 
     run.out = prepare_run_dir(config.out, True)
     run.previous, run.device = {}, resolve_device(config.device)
@@ -61,8 +61,8 @@ def prepare(
 
 
 def selfsup_rows(run: Any, ratio: float, seed: int) -> list[Any]:
-    from honed.mine import mine_hard_negatives
-    from honed.selfsup import corpus_pairs
+    from honed.mining.hard_negatives import mine_hard_negatives
+    from honed.mining.selfsup import corpus_pairs
 
     pairs = corpus_pairs(run.data.corpus, n=int(round(ratio * len(run.mined.rows))), seed=seed)
     queries = {p.query_id: p.query for p in pairs}
@@ -83,7 +83,7 @@ def evaluate_model(run: Any, model: Any, rotate: bool = False) -> dict[str, Any]
     space fitted on the corpus embeddings (full-dim cosine unchanged, truncations reordered)."""
     import numpy as np
 
-    from honed.pipeline import dense_runs, metrics_of
+    from honed.evaluation.runs import dense_runs, metrics_of
 
     run.cache.forget(model)
     docs = run.cache.encode(model, run.doc_texts, show_progress_bar=False)
@@ -106,13 +106,13 @@ def evaluate_model(run: Any, model: Any, rotate: bool = False) -> dict[str, Any]
 def train_variant(
     run: Any, name: str, rows: list[Any], out: Path, save: bool = True, **overrides: Any
 ) -> Any:
-    from honed.encode import load_model
-    from honed.train import DevEvaluator, train_model
+    from honed.encoding.encoder import load_model
+    from honed.training.trainer import DevEvaluator, train_model
 
     model = load_model(run.base_path, run.device)
     config = replace(run.config.training, **overrides)
-    if config.rotate:  # as honed.stages does: start from the base model rotated by corpus PCA
-        from honed.rotate import add_rotation, pca_rotation
+    if config.rotate:  # as honed.pipeline.stages does: start from the base model rotated by corpus PCA
+        from honed.encoding.rotation import add_rotation, pca_rotation
 
         add_rotation(model, pca_rotation(run.base_docs))
     guide = load_model(run.base_path, run.device) if config.loss.value == "gist" else None
@@ -138,7 +138,7 @@ def train_variant(
 
 
 def interpolate(run: Any, tuned: Any, name: str, out: Path, alphas: list[float]) -> None:
-    from honed.encode import load_model
+    from honed.encoding.encoder import load_model
 
     base = load_model(run.base_path, run.device)
     base_state = {k: v.clone() for k, v in base.state_dict().items()}
@@ -169,9 +169,9 @@ def remine(
     run: Any, tuned: Any, name: str, out: Path, epochs: int, lr: float, save: bool = True
 ) -> Any:
     """Second round: mine again with the tuned model (same filters), train it further on those rows."""
-    from honed.mine import mine_hard_negatives
-    from honed.pipeline import positives_only
-    from honed.train import DevEvaluator, train_model
+    from honed.data.splits import positives_only
+    from honed.mining.hard_negatives import mine_hard_negatives
+    from honed.training.trainer import DevEvaluator, train_model
 
     positives = positives_only(run.train)
     qids = sorted(positives)
@@ -319,7 +319,7 @@ def run_variant(
 ) -> None:
     start = time.perf_counter()
     if variant.startswith("load:"):  # a model trained before, e.g. runs/scifact/model
-        from honed.encode import load_model
+        from honed.encoding.encoder import load_model
 
         model = load_model(variant[5:], run.device)
         name = "loaded"

@@ -56,14 +56,16 @@ def run_honed(data: str, out: Path) -> tuple[float, dict[str, Any]]:
 
 
 def split_like_honed(data: str, honed_out: Path) -> tuple[Any, dict, dict, dict]:
-    from honed.data import load_beir
-    from honed.pipeline import RunConfig, split_data
+    from honed.data.beir import load_beir
+    from honed.data.splits import split_data
+    from honed.pipeline.config import RunConfig
 
     beir = load_beir(data)
     recorded = json.loads((honed_out / "data.json").read_text(encoding="utf-8"))
     drop = frozenset(recorded["train_queries_dropped_as_leaked"])
     config = RunConfig.from_dict(json.loads((honed_out / "config.json").read_text("utf-8")))
-    train, dev, test, _ = split_data(beir, config, drop)
+    parts = split_data(beir, config.split_rule, drop)
+    train, dev, test = parts.train, parts.dev, parts.test
     return beir, train, dev, test
 
 
@@ -93,7 +95,7 @@ def run_stock(beir: Any, train: dict, dev: dict, test: dict, out: Path) -> dict[
         util,
     )
 
-    from honed.encode import default_model_path
+    from honed.encoding.encoder import default_model_path
 
     times: dict[str, float] = {}
     start = time.perf_counter()

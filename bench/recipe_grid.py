@@ -13,9 +13,10 @@ import argparse
 import time
 from dataclasses import replace
 
-from honed.mine import MiningConfig
-from honed.pipeline import RunConfig, run_pipeline
-from honed.train import TrainConfig
+from honed.mining.hard_negatives import MiningConfig
+from honed.pipeline.config import RunConfig
+from honed.pipeline.runner import run_pipeline
+from honed.training.trainer import TrainConfig
 
 VARIANTS: dict[str, dict[str, dict[str, object]]] = {
     "default": {},

@@ -20,16 +20,16 @@ import random
 import time
 from pathlib import Path
 
-from honed.data import load_beir
-from honed.encode import EmbeddingCache, Precision, default_model_path, load_model
-from honed.mine import MiningConfig, mine_hard_negatives
-from honed.pipeline import RunConfig, positives_only, split_data
-from honed.train import (
+from honed.data.beir import load_beir
+from honed.data.splits import positives_only, split_data
+from honed.encoding.dims import matryoshka_dims
+from honed.encoding.encoder import EmbeddingCache, Precision, default_model_path, load_model
+from honed.mining.hard_negatives import MiningConfig, mine_hard_negatives
+from honed.training.trainer import (
     DevEvaluator,
     TrainConfig,
     build_dataset,
     build_loss,
-    matryoshka_dims,
     train_model,
 )
 
@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/honed-bench-train"))
     args = parser.parse_args()
     data = load_beir(args.data)
-    train, dev, _, _ = split_data(data, RunConfig(data=str(args.data), out="unused"))
+    parts = split_data(data)
+    train, dev = parts.train, parts.dev
     doc_ids = list(data.corpus)
     doc_texts = [data.corpus[d].full_text for d in doc_ids]
     cache = EmbeddingCache(precision=Precision.BF16)

@@ -44,7 +44,7 @@ def main() -> None:
             dsn = server.get_uri()
             # The folder is the source of truth; the database is a serving replica of it
             # (`honed index ... --store DSN` builds and uploads in one command).
-            from honed.pgstore import PgIndex
+            from honed.index.postgres.store import PgIndex
 
             PgIndex.upload(index, dsn)
             print(f"uploaded {index} to PostgreSQL (tables honed_index, _meta, _bm25, _vocab)")

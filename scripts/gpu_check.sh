@@ -13,7 +13,7 @@ cp .gpu/scifact/qrels/*.tsv /tmp/scifact/qrels/
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 - "$out" <<'PY'
 import json, sys, time, torch
-from honed.pipeline import RunConfig, run_pipeline
+from honed import RunConfig, run_pipeline
 start = time.perf_counter()
 result = run_pipeline(
     RunConfig(data="/tmp/scifact", out=sys.argv[1], base_model=".gpu/model", device="cuda",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch.distributed as dist
 
-from honed.encode import EmbeddingCache, load_model
+from honed.encoding.encoder import EmbeddingCache, load_model
 
 N_UNIQUE = 40
 

@@ -1,4 +1,4 @@
-"""Worker of ``tests/test_commands_split.py``: :func:`honed.distributed.on_main_process` (gloo).
+"""Worker of ``tests/test_commands_split.py``: :func:`honed.encoding.distributed.on_main_process` (gloo).
 
 Usage: torchrun --nproc_per_node 2 tests/_torchrun_main.py OUT_DIR
 Writes ``OUT_DIR/rank<N>.json``: what this process received from the first one.
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from honed.distributed import group_ready, on_main_process, process_group, rank
+from honed.encoding.distributed import group_ready, on_main_process, process_group, rank
 
 
 def _fails() -> None:

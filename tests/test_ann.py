@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-import honed.index
-from honed.ann import AnnKind, HnswConfig, as_hnsw, build_hnsw, import_faiss
-from honed.cli import main
-from honed.index import Index, read_corpus, read_info
+import honed.index.index
+from honed.cli.main import main
+from honed.index.ann import AnnKind, HnswConfig, as_hnsw, build_hnsw, import_faiss
+from honed.index.index import Index, read_corpus, read_info
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -89,7 +89,7 @@ def test_exact_shortlist_never_touches_the_graph(
     def broken_graph(*args: object) -> None:
         raise AssertionError("the graph was searched")
 
-    monkeypatch.setattr(honed.index, "hnsw_shortlist", broken_graph)
+    monkeypatch.setattr(honed.index.index, "hnsw_shortlist", broken_graph)
     hits = index.search(queries, k=5, shortlist=10, exact_shortlist=True)
     assert len(hits) == 6 and all(len(row) == 5 for row in hits)
     with pytest.raises(AssertionError, match="the graph was searched"):

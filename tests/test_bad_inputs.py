@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from honed.cli import main
-from honed.data import BeirData, DataError, Document, load_beir
-from honed.evaluate import per_query
-from honed.pairs import TrainPair, load_pairs
-from honed.pipeline import require_splits
+from honed.cli.main import main
+from honed.data.beir import BeirData, DataError, Document, load_beir
+from honed.data.pairs import TrainPair, load_pairs
+from honed.data.splits import require_splits
+from honed.evaluation.metrics import per_query
 
 BAD = Path(__file__).parent / "data" / "bad"
 

@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from honed.cache import DiskCache, default_cache_dir, resolve_cache_dir, setting_key, text_digest
-from honed.encode import EmbeddingCache, EncodeStats, encoder_setting
+from honed.encoding.disk_cache import (
+    DiskCache,
+    default_cache_dir,
+    resolve_cache_dir,
+    setting_key,
+    text_digest,
+)
+from honed.encoding.encoder import EmbeddingCache, EncodeStats, encoder_setting
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -178,7 +184,7 @@ def test_append_rejects_mismatched_lengths(tmp_path: Path) -> None:
 _WRITER = """
 import sys
 import numpy as np
-from honed.cache import DiskCache, text_digest
+from honed.encoding.disk_cache import DiskCache, text_digest
 root, worker = sys.argv[1], int(sys.argv[2])
 disk = DiskCache(root, {"fingerprint": "shared"})
 for shard in range(20):
@@ -224,14 +230,14 @@ def test_resolve_cache_dir_rejects_an_empty_string() -> None:
 
 
 def test_run_config_rejects_an_empty_cache_dir() -> None:
-    from honed.pipeline import RunConfig
+    from honed.pipeline.config import RunConfig
 
     with pytest.raises(ValueError, match=r"cache_dir: expected 'auto'"):
         RunConfig(data="d", out="o", cache_dir="")
 
 
 def test_cli_run_takes_cache_dir_or_no_cache() -> None:
-    from honed.cli import build_parser
+    from honed.cli.main import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["run", "d", "--out", "o"]).cache_dir == "auto"
@@ -249,9 +255,10 @@ def test_a_second_run_encodes_no_base_text(
     mini_beir: Path, tiny_model_path: Path, tmp_path: Path
 ) -> None:
     """Same data and base model twice: the second run reads the base encodings from disk."""
-    from honed.mine import MiningConfig
-    from honed.pipeline import RunConfig, run_pipeline
-    from honed.train import TrainConfig
+    from honed.mining.hard_negatives import MiningConfig
+    from honed.pipeline.config import RunConfig
+    from honed.pipeline.runner import run_pipeline
+    from honed.training.trainer import TrainConfig
 
     def run(out: str) -> tuple[dict[str, int], dict[str, object]]:
         config = RunConfig(

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from honed.cli import main
+from honed.cli.main import main
 
 
 def test_help_does_not_import_torch() -> None:
-    code = "import sys, honed.cli; honed.cli.build_parser(); print('torch' in sys.modules)"
+    code = "import sys, honed.cli.main; honed.cli.main.build_parser(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False"
 
@@ -159,7 +159,7 @@ def test_compare_models_and_run_files(mini_beir: Path, tiny_model_path: Path, tm
 
 
 def test_bad_trec_run_line(tmp_path: Path) -> None:
-    from honed.api import read_trec_run
+    from honed.pipeline.commands import read_trec_run
 
     bad = tmp_path / "bad.trec"
     bad.write_text("q1 Q0 d1 1 0.5 tag\nq1 Q0 d2 2 high tag\n")
@@ -200,9 +200,9 @@ def test_disk_full_and_permission_errors_are_one_line(
     error: OSError, fragment: str, mini_beir: Path, tiny_model_path: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import honed.stages
+    import honed.pipeline.stages
 
-    real = honed.stages.write_json
+    real = honed.pipeline.stages.write_json
 
     def failing(path: Path, obj: object) -> None:
         if path.name == "mining_report.json":  # fail in the middle of the run
@@ -210,7 +210,7 @@ def test_disk_full_and_permission_errors_are_one_line(
             raise error
         real(path, obj)
 
-    monkeypatch.setattr(honed.stages, "write_json", failing)
+    monkeypatch.setattr(honed.pipeline.stages, "write_json", failing)
     out = tmp_path / "run"
     code = main(["run", str(mini_beir), "--out", str(out), "--base", str(tiny_model_path),
                  "--precision", "fp32", "--dev-fraction", "0.25", "--min-dev-queries", "4"])

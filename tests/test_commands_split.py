@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from honed.cli import main
-from honed.distributed import group_ready, log_encode, on_main_process, process_group
+from honed.cli.main import main
+from honed.encoding.distributed import group_ready, log_encode, on_main_process, process_group
 
 WORKER = Path(__file__).with_name("_torchrun_main.py")
 # The mini BEIR corpus has 40 documents and 16 train queries with a positive; in batches of 4
@@ -58,7 +58,7 @@ def test_torchrun_mine_writes_what_one_process_writes(
     single, split, log = tmp_path / "single", tmp_path / "split", tmp_path / "encode"
     base = ["--base", str(tiny_model_path), *ENCODE_ARGS]
     assert main(["mine", str(mini_beir), "--out", str(single / "mined.jsonl"), *base]) == 0
-    cmd = ["-m", "honed.cli", "mine", str(mini_beir), "--out", str(split / "mined.jsonl"), *base]
+    cmd = ["-m", "honed.cli.main", "mine", str(mini_beir), "--out", str(split / "mined.jsonl"), *base]
     output = _launch(cmd, _env(HONED_LOG_ENCODE=str(log)))
 
     rows = [json.loads(line) for line in (split / "mined.jsonl").read_text().splitlines()]
@@ -94,7 +94,7 @@ def test_torchrun_evaluate_gives_the_metrics_of_one_process(
     args = [str(tiny_model_path), str(mini_beir), "--bm25", "--dims", "32,16", *ENCODE_ARGS]
     assert main(["evaluate", *args, "--out", str(single)]) == 0
     output = _launch(
-        ["-m", "honed.cli", "evaluate", *args, "--out", str(split)],
+        ["-m", "honed.cli.main", "evaluate", *args, "--out", str(split)],
         _env(HONED_LOG_ENCODE=str(log)),
     )
 

@@ -1,4 +1,4 @@
-"""Tests for honed.compare: agreement with scipy, edge cases and per-query change listings."""
+"""Tests for honed.evaluation.significance: agreement with scipy, edge cases and per-query change listings."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from honed import compare as compare_module
-from honed.compare import (
+from honed.evaluation import significance as compare_module
+from honed.evaluation.metrics import evaluate
+from honed.evaluation.significance import (
     PairedTest,
     compare,
     first_relevant_ranks,
     paired_test,
     query_changes,
 )
-from honed.evaluate import evaluate
 
 
 def _paired_sample(seed: int = 5, n: int = 200, shift: float = 0.04) -> tuple[dict, dict]:

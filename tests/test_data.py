@@ -1,4 +1,4 @@
-"""Tests for honed.data (BEIR loading, carve_dev) and honed.check."""
+"""Tests for honed.data.beir (BEIR loading, carve_dev) and honed.data.check."""
 
 from __future__ import annotations
 
@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from honed.check import LengthStats, SplitStats, check_dataset, length_stats
-from honed.data import (
-    BeirData,
-    DataError,
-    Document,
-    carve_dev,
-    load_beir,
-)
+from honed.data.beir import BeirData, DataError, Document, load_beir
+from honed.data.check import LengthStats, SplitStats, check_dataset, length_stats
+from honed.data.splits import carve_dev
 
 # ../shared beside the checkout (as on the dev machines and in CI)
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from honed.cli import main
-from honed.diagnose import (
+from honed.cli.main import main
+from honed.diagnosis.diagnoser import (
     BM25_MARGIN,
     Baseline,
     DataSize,
@@ -26,7 +26,7 @@ from honed.diagnose import (
     estimate_cost,
     render_diagnosis,
 )
-from honed.measure import (
+from honed.diagnosis.measure import (
     Difficulty,
     DomainTerm,
     Terminology,
@@ -301,16 +301,16 @@ def _config(data: Path, model: Path, **kwargs: Any) -> DiagnoseConfig:
 def test_mini_beir_has_too_few_pairs_and_encodes_the_corpus_once(
     mini_beir: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import honed.encode
+    import honed.encoding.encoder
 
     encoded: list[str] = []
-    real = honed.encode.encode_texts
+    real = honed.encoding.encoder.encode_texts
 
     def counting(model: Any, texts: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         encoded.extend(texts)
         return real(model, texts, *args, **kwargs)
 
-    monkeypatch.setattr(honed.encode, "encode_texts", counting)
+    monkeypatch.setattr(honed.encoding.encoder, "encode_texts", counting)
     d = diagnose(_config(mini_beir, tiny_model_path))
     # 16 train queries: dev takes min(30, 16 - 1) = 15 of them, leaving one pair to train on.
     assert (d.size.train_pairs, d.size.dev_queries, d.size.documents) == (1, 15, 40)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from honed.distributed import BatchLog, process_device
+from honed.encoding.distributed import BatchLog, process_device
 
 N_ROWS = 32  # 2 processes x batch 4 -> 4 full steps each, nothing dropped
 
@@ -88,7 +88,7 @@ def test_torchrun_two_processes_train_disjoint_rows(tiny_model_path: Path, tmp_p
             "--master_port",
             str(_free_port()),
             "-m",
-            "honed.cli",
+            "honed.cli.main",
             "train",
             str(tmp_path / "pairs.jsonl"),
             "--out",

@@ -1,4 +1,4 @@
-"""Tests for honed.encode: embedding cache, fingerprints, precision, devices, model loading."""
+"""Tests for honed.encoding.encoder: embedding cache, fingerprints, precision, devices, model loading."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY_DIM
-from honed.encode import (
+from honed.encoding.encoder import (
     DEFAULT_MODEL,
     EmbeddingCache,
     EncodeStats,

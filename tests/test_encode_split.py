@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from honed.cache import DiskCache
-from honed.distributed import deal_batches
-from honed.encode import EmbeddingCache, encode_texts, encoder_setting
+from honed.encoding.disk_cache import DiskCache
+from honed.encoding.distributed import deal_batches
+from honed.encoding.encoder import EmbeddingCache, encode_texts, encoder_setting
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -1,4 +1,4 @@
-"""Tests for honed.evaluate: hand-computed cases and agreement with trec_eval (pytrec_eval)."""
+"""Tests for honed.evaluation.metrics: hand-computed cases and agreement with trec_eval (pytrec_eval)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from honed.evaluate import DEFAULT_METRICS, evaluate, per_query
+from honed.evaluation.metrics import DEFAULT_METRICS, evaluate, per_query
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 

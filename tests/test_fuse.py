@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from honed.fuse import FusionChoice, FusionMethod, choose_fusion, fuse
+from honed.retrieval.fusion import FusionChoice, FusionMethod, choose_fusion, fuse
 
 DENSE = {"q1": {"d1": 0.9, "d2": 0.5}}
 BM25 = {"q1": {"d2": 12.0, "d3": 7.0}}
@@ -193,7 +193,7 @@ def test_agrees_with_ranx(method: str, norm: str | None, ranx_method: str, weigh
 
 
 def test_significance_tests_hybrid_against_dense_and_bm25() -> None:
-    from honed.evidence import significance
+    from honed.evaluation.evidence import significance
 
     qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
     good = {"q1": {"d1": 1.0, "d2": 0.5}, "q2": {"d2": 1.0, "d1": 0.5}}
@@ -208,7 +208,7 @@ def test_significance_tests_hybrid_against_dense_and_bm25() -> None:
 
 
 def test_metrics_table_has_a_hybrid_row() -> None:
-    from honed.report import metrics_table
+    from honed.report.markdown import metrics_table
 
     row = {m: 0.5 for m in ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10")}
     row |= {"recall@100": 0.5, "map@100": 0.5}

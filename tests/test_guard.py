@@ -11,18 +11,19 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from honed import guard
-from honed.encode import Precision
-from honed.guard import (
+from honed.encoding.encoder import Precision
+from honed.mining.hard_negatives import MinedRow, MiningConfig
+from honed.pipeline import resources as guard
+from honed.pipeline.config import RunConfig
+from honed.pipeline.resources import (
     ResourceError,
     ResourceEstimate,
     check,
     estimate_mining,
     estimate_training,
 )
-from honed.mine import MinedRow, MiningConfig
-from honed.pipeline import RunConfig, run_pipeline
-from honed.train import TrainConfig
+from honed.pipeline.runner import run_pipeline
+from honed.training.trainer import TrainConfig
 
 MiB = 1 << 20
 
@@ -191,7 +192,7 @@ def test_mining_estimate_scales_linearly_in_documents() -> None:
 
 
 def test_mining_score_matrix_stays_bounded() -> None:
-    from honed.retrieve import MAX_SCORE_ELEMENTS
+    from honed.retrieval.dense import MAX_SCORE_ELEMENTS
 
     huge = estimate_mining(50_000, 5_000_000, 384, 50)
     assert huge.parts["scores"] <= MAX_SCORE_ELEMENTS * 12
@@ -316,7 +317,7 @@ def test_cli_run_refuses_with_one_error_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from honed.cli import main
+    from honed.cli.main import main
 
     monkeypatch.setattr(guard, "available_memory", lambda device="cpu": MiB)
     code = main(_tiny_run_args(mini_beir, tmp_path / "run", tiny_model_path))
@@ -332,11 +333,11 @@ def test_cli_run_refuses_with_one_error_line(
 def test_run_records_estimates_and_refuses_training(
     mini_beir: Path, tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import honed.stages
+    import honed.pipeline.stages
 
-    real_mining = honed.stages.estimate_mining
+    real_mining = honed.pipeline.stages.estimate_mining
     monkeypatch.setattr(  # mining proceeds (available unknown), training meets 1 MiB
-        honed.stages,
+        honed.pipeline.stages,
         "estimate_mining",
         lambda *a, **kw: replace(real_mining(*a, **kw), available_bytes=None),
     )

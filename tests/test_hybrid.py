@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-import honed.retrieve
-from honed.cli import main
-from honed.fuse import FusionConfig, FusionMethod, fuse, fusion_from_run
-from honed.index import Index, read_corpus, read_info
-from honed.retrieve import BM25Retriever, search, truncate
+import honed.retrieval.dense
+from honed.cli.main import main
+from honed.encoding.dims import truncate
+from honed.index.index import Index, read_corpus, read_info
+from honed.retrieval.dense import BM25Retriever, search
+from honed.retrieval.fusion import FusionConfig, FusionMethod, fuse, fusion_from_run
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -44,7 +45,7 @@ def hybrid_index(
 def _reference(
     index: Index, corpus: tuple[list[str], list[str]], q_emb: np.ndarray, fusion: FusionConfig
 ) -> dict[str, dict[str, float]]:
-    """What `honed run` computes: exact dense top 100 and BM25 top 100, fused by honed.fuse."""
+    """What `honed run` computes: exact dense top 100 and BM25 top 100, fused by honed.retrieval.fusion."""
     ids, texts = corpus
     qids = [str(i) for i in range(len(QUERIES))]
     dense = search(truncate(q_emb, 32), np.asarray(index.full), qids, ids, k=100)
@@ -157,7 +158,7 @@ def test_hybrid_argument_errors(hybrid_index: Path) -> None:
         Index.from_embeddings(emb, ids, 4, texts=["x", "y"], fusion=FusionConfig("rrf", 0.5))
     with pytest.raises(ValueError, match="bm25=True needs the document texts"):
         Index.from_embeddings(emb, ids, 4, bm25=True)
-    with pytest.raises(ValueError, match="expected a honed.fuse.FusionConfig, got dict"):
+    with pytest.raises(ValueError, match="expected a honed.retrieval.fusion.FusionConfig, got dict"):
         Index.from_embeddings(emb, ids, 4, texts=["x", "y"], bm25=True, fusion={"method": "rrf"})  # type: ignore[arg-type]
     index = Index.load(hybrid_index)
     with pytest.raises(ValueError, match="query_texts has 2 texts but query_emb has 1 rows"):
@@ -194,7 +195,7 @@ def test_bm25_load_errors(
         BM25Retriever.load(tmp_path, corpus[0])
     settings = tmp_path / "b" / BM25Retriever.SETTINGS
     settings.write_text(json.dumps({**json.loads(settings.read_text()), "stemmed": True}))
-    monkeypatch.setattr(honed.retrieve, "_english_stemmer", lambda: None)
+    monkeypatch.setattr(honed.retrieval.dense, "_english_stemmer", lambda: None)
     with pytest.raises(ImportError, match="pip install PyStemmer"):
         BM25Retriever.load(tmp_path / "b", corpus[0])
     (tmp_path / "b" / "vocab.index.json").write_text("{not json")

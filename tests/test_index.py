@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-import honed.index
-from honed.cli import main
-from honed.encode import model_fingerprint
-from honed.index import Index, IndexInfo, Quantization, read_corpus, read_info
-from honed.quantize import bytes_per_doc, fast_scores, int8_scales, quantize, top_rows
-from honed.retrieve import truncate
+import honed.index.index
+from honed.cli.main import main
+from honed.encoding.dims import truncate
+from honed.encoding.encoder import model_fingerprint
+from honed.index.index import Index, IndexInfo, Quantization, read_corpus, read_info
+from honed.index.quantize import bytes_per_doc, fast_scores, int8_scales, quantize, top_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -131,7 +131,7 @@ def test_chunked_search_matches_unchunked(
     index = Index.load(built)
     queries = _queries(tiny_model)
     whole = index.search(queries, 5, 10), index.search_exact(queries, 5)
-    monkeypatch.setattr(honed.index, "MAX_SCORE_ELEMENTS", 50)  # one query per chunk
+    monkeypatch.setattr(honed.index.index, "MAX_SCORE_ELEMENTS", 50)  # one query per chunk
     chunked = index.search(queries, 5, 10), index.search_exact(queries, 5)
     for one, other in zip(chunked, whole):  # same ranking; BLAS may round a 1-row product apart
         assert _ids(one) == _ids(other)
@@ -362,7 +362,7 @@ def test_failed_build_leaves_no_half_index(
             raise RuntimeError("simulated crash mid-build")
         return tiny_model.encode(texts, normalize_embeddings=True)
 
-    monkeypatch.setattr(honed.index, "encode_texts", fail_second_batch)
+    monkeypatch.setattr(honed.index.index, "encode_texts", fail_second_batch)
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError, match="simulated crash"):
         Index.build(tiny_model, *corpus, fresh, shortlist_dim=SD, batch_size=16)

@@ -1,4 +1,4 @@
-"""Tests for honed.leakage: duplicate queries, shared positives, distribution shift, overfitting."""
+"""Tests for honed.data.leakage: duplicate queries, shared positives, distribution shift, overfitting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from honed.leakage import (
+from honed.data.leakage import (
     _jaccard,
     _shingles,
     distribution_shift,
@@ -278,7 +278,7 @@ def test_overfitting_warning_errors() -> None:
 
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason="SciFact is not in ../shared/data/scifact")
 def test_scifact_train_test_leakage() -> None:
-    from honed.data import load_beir
+    from honed.data.beir import load_beir
 
     data = load_beir(SCIFACT)
     train, test = data.split("train"), data.split("test")

@@ -1,4 +1,4 @@
-"""Tests for honed.masked_loss: which logits are masked, the loss value, Matryoshka, training."""
+"""Tests for honed.training.masked_loss: which logits are masked, the loss value, Matryoshka, training."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.sentence_transformer import losses
 
-import honed.masked_loss
-from honed.data import load_beir
-from honed.encode import load_model
-from honed.masked_loss import LabelAwareCachedMNRL, find_label_aware_loss, sequence_fingerprints
-from honed.mine import MinedRow
-from honed.train import TrainConfig, build_loss, train_model
+import honed.training.masked_loss
+from honed.data.beir import load_beir
+from honed.encoding.encoder import load_model
+from honed.mining.hard_negatives import MinedRow
+from honed.training.masked_loss import (
+    LabelAwareCachedMNRL,
+    find_label_aware_loss,
+    sequence_fingerprints,
+)
+from honed.training.trainer import TrainConfig, build_loss, train_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -115,7 +119,7 @@ def test_masked_logits_are_minus_inf_across_mini_batches(
         return logsumexp(scores, dim=dim)
 
     loss = LabelAwareCachedMNRL(model, POSITIVES, mini_batch_size=3)  # chunks of rows 0-2, 3
-    monkeypatch.setattr(honed.masked_loss.torch, "logsumexp", spy)
+    monkeypatch.setattr(honed.training.masked_loss.torch, "logsumexp", spy)
     value = loss(_features(model, ROWS), None)
     assert [s.shape for s in seen] == [(3, 8), (1, 8)]
     logits = torch.cat(seen)  # (batch, n_cand)
@@ -198,9 +202,9 @@ def test_gathered_candidates_of_other_processes_are_masked_too(
     def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         return torch.cat([next(there_embeddings), tensor])
 
-    monkeypatch.setattr(honed.masked_loss, "all_gather", gather)
-    monkeypatch.setattr(honed.masked_loss, "all_gather_with_grad", gather_with_grad)
-    monkeypatch.setattr(honed.masked_loss, "get_rank", lambda: 1)
+    monkeypatch.setattr(honed.training.masked_loss, "all_gather", gather)
+    monkeypatch.setattr(honed.training.masked_loss, "all_gather_with_grad", gather_with_grad)
+    monkeypatch.setattr(honed.training.masked_loss, "get_rank", lambda: 1)
     loss = LabelAwareCachedMNRL(model, POSITIVES, gather_across_devices=True)
     value = loss(_features(model, here), None)
     # Candidate columns are those of the whole batch; anchor rows are this process's (2, 3 -> 0, 1).
@@ -312,7 +316,7 @@ def _rows_with_a_false_negative(mini_beir: Path) -> tuple[list[MinedRow], dict[s
 
 @pytest.mark.parametrize(("flag", "expected"), [([], False), (["--label-aware-loss"], True)])
 def test_cli_flag_reaches_the_train_config(flag: list[str], expected: bool) -> None:
-    from honed.cli import _train_config, build_parser
+    from honed.cli.main import _train_config, build_parser
 
     args = build_parser().parse_args(["train", "mined.jsonl", "--out", "m", *flag])
     assert _train_config(args).label_aware_loss is expected

@@ -1,4 +1,4 @@
-"""Tests for honed.mine: each mining step on hand-made embeddings whose right answer is known.
+"""Tests for honed.mining.hard_negatives: each mining step on hand-made embeddings whose right answer is known.
 
 Embeddings are built so that query ``i`` scores document ``j`` exactly ``scores[i][j]``: query
 ``i`` is the unit vector ``e_i`` and document ``j`` is ``(scores[0][j], ..., scores[n-1][j], r_j)``
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from honed.mine import (
+from honed.mining.hard_negatives import (
     MinedRow,
     MiningConfig,
     MiningResult,

@@ -1,4 +1,4 @@
-"""Tests for honed.pairs (training-pair files: JSONL, CSV, TSV)."""
+"""Tests for honed.data.pairs (training-pair files: JSONL, CSV, TSV)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from honed.data import DataError
-from honed.pairs import TrainPair, load_pairs
+from honed.data.beir import DataError
+from honed.data.pairs import TrainPair, load_pairs
 
 
 def jsonl(objs: list[Any]) -> str:

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-import honed.pgstore
-import honed.pgtables
+import honed.index.postgres.store
+import honed.index.postgres.tables
 from conftest import MINI_QUERIES
-from honed.fuse import FusionConfig, FusionMethod
-from honed.index import Index, read_corpus
-from honed.pgstore import PgIndex, redact
-from honed.retrieve import BM25Retriever
+from honed.index.index import Index, read_corpus
+from honed.index.postgres.store import PgIndex, redact
+from honed.retrieval.dense import BM25Retriever
+from honed.retrieval.fusion import FusionConfig, FusionMethod
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -334,7 +334,7 @@ def test_interrupted_upload_keeps_the_previous_table(
         8,
         out=tmp_path / "other",
     )
-    real = honed.pgtables.doc_chunks
+    real = honed.index.postgres.tables.doc_chunks
 
     def crash_mid_way(*args: Any) -> Iterator[bytes]:
         for n, chunk in enumerate(real(*args)):
@@ -346,8 +346,8 @@ def test_interrupted_upload_keeps_the_previous_table(
         raise KeyboardInterrupt  # Ctrl-C after every row was copied, before the swap
 
     for module, name, failure, error in (
-        (honed.pgtables, "doc_chunks", crash_mid_way, RuntimeError),
-        (honed.pgstore, "write_meta", interrupt, KeyboardInterrupt),
+        (honed.index.postgres.tables, "doc_chunks", crash_mid_way, RuntimeError),
+        (honed.index.postgres.store, "write_meta", interrupt, KeyboardInterrupt),
     ):
         with monkeypatch.context() as patch:
             patch.setattr(module, name, failure)
@@ -550,7 +550,7 @@ def test_cli_index_and_search_with_store(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from honed.cli import main
+    from honed.cli.main import main
 
     out = tmp_path / "ix"
     common = ["--store", dsn, "--table", "cli_ix"]
@@ -623,7 +623,7 @@ def test_cli_store_errors(
 ) -> None:
     import re
 
-    from honed.cli import main
+    from honed.cli.main import main
 
     values = {
         "model": tiny_model_path, "beir": mini_beir, "tmp": tmp_path, "dsn": dsn,

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from honed.mine import MiningConfig
-from honed.pipeline import RunConfig, prepare_run_dir, run_pipeline
-from honed.train import TrainConfig
+from honed.mining.hard_negatives import MiningConfig
+from honed.pipeline.config import RunConfig
+from honed.pipeline.run_folder import prepare_run_dir
+from honed.pipeline.runner import run_pipeline
+from honed.training.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +111,7 @@ def test_model_loads_without_honed(tiny_run) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(1, 32)" in done.stdout
-    # The default corpus rotation lives in the model as a plain Dense layer (honed.rotate).
+    # The default corpus rotation lives in the model as a plain Dense layer (honed.encoding.rotation).
     modules = json.loads((out / "model" / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules][-1] == "Dense"
     assert "rotated by the principal directions" in (out / "model" / "README.md").read_text()
@@ -154,7 +156,7 @@ def test_each_text_encoded_once_per_model(tiny_run, mini_beir: Path) -> None:
 
 @pytest.mark.slow
 def test_verdict_recommends_base_when_tuning_hurts_dev(tiny_run) -> None:
-    from honed.pipeline import make_verdict
+    from honed.pipeline.verdict import make_verdict
 
     _, result, _ = tiny_run
     metrics = json.loads(json.dumps(result.metrics))
@@ -188,7 +190,7 @@ def test_hybrid_is_chosen_on_dev_and_tested_on_test(tiny_run) -> None:
 
 @pytest.mark.slow
 def test_verdict_deploys_hybrid_only_when_it_wins_on_dev(tiny_run) -> None:
-    from honed.pipeline import make_verdict
+    from honed.pipeline.verdict import make_verdict
 
     _, result, _ = tiny_run
     metrics = json.loads(json.dumps(result.metrics))
@@ -243,7 +245,7 @@ def test_planner_is_chosen_on_dev_and_reported_on_test(tiny_run) -> None:
 
 @pytest.mark.slow
 def test_report_renders_runs_without_a_plan(tiny_run, tmp_path: Path) -> None:
-    from honed.api import rerender_report
+    from honed.pipeline.commands import rerender_report
 
     out, _, _ = tiny_run
     saved = json.loads((out / "report.json").read_text())
@@ -295,15 +297,16 @@ def test_run_needs_train_and_test_splits(
 
 
 def test_leaked_training_queries_are_dropped(mini_beir_copy: Path) -> None:
-    from honed.data import load_beir
-    from honed.pipeline import split_data
+    from honed.data.beir import load_beir
+    from honed.data.splits import split_data
 
     test_line = (mini_beir_copy / "qrels" / "test.tsv").read_text().splitlines()[1]
     with (mini_beir_copy / "qrels" / "train.tsv").open("a") as handle:
         handle.write(test_line + "\n")
     data = load_beir(mini_beir_copy)
     config = RunConfig(data=str(mini_beir_copy), out="unused", dev_fraction=0.25, min_dev_queries=2)
-    train, dev, test, leaked = split_data(data, config)
+    parts = split_data(data, config.split_rule)
+    train, dev, test, leaked = parts.train, parts.dev, parts.test, list(parts.dropped)
     leaked_qid = test_line.split("\t")[0]
     assert leaked == [leaked_qid]
     assert leaked_qid not in train and leaked_qid not in dev and leaked_qid in test

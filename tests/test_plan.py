@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from honed.cli import main
-from honed.data import load_beir
-from honed.evaluate import evaluate
-from honed.plan import (
+from honed.cli.main import main
+from honed.data.beir import load_beir
+from honed.evaluation.metrics import evaluate
+from honed.index.planner import (
     PlanResult,
     choose_on,
     plan,
@@ -21,8 +21,8 @@ from honed.plan import (
     render_plan,
     write_plan,
 )
-from honed.quantize import Quantization
-from honed.retrieve import search
+from honed.index.quantize import Quantization
+from honed.retrieval.dense import search
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -175,7 +175,7 @@ def test_plan_embeddings_equals_plan(
     result: PlanResult, tiny_model: SentenceTransformer, mini_beir: Path
 ) -> None:
     # The in-memory planner (what `honed run` calls) on the same embeddings `plan` encodes.
-    from honed.encode import EmbeddingCache
+    from honed.encoding.encoder import EmbeddingCache
 
     beir = load_beir(mini_beir)
     qrels, doc_ids, cache = beir.split("test"), list(beir.corpus), EmbeddingCache()

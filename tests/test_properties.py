@@ -42,9 +42,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from honed.data import Document, load_beir
-from honed.evaluate import evaluate, per_query
-from honed.pairs import TrainPair, load_pairs
+from honed.data.beir import Document, load_beir
+from honed.data.pairs import TrainPair, load_pairs
+from honed.evaluation.metrics import evaluate, per_query
 
 PROPERTY = settings(max_examples=50, deadline=None)
 

@@ -1,4 +1,4 @@
-"""Generated queries (honed.qgen) against a local fake OpenAI-compatible server: no network."""
+"""Generated queries (honed.mining.qgen) against a local fake OpenAI-compatible server: no network."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from honed import qgen
-from honed.data import Document
-from honed.mine import MiningConfig
-from honed.qgen import (
+from honed.data.beir import Document
+from honed.mining import qgen
+from honed.mining.hard_negatives import MiningConfig
+from honed.mining.qgen import (
     EndpointError,
     GeneratedQuery,
     Generation,
@@ -346,7 +346,7 @@ def test_a_bad_cache_line_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_run_config_round_trips_the_qgen_settings() -> None:
-    from honed.pipeline import RunConfig
+    from honed.pipeline.config import RunConfig
 
     config = RunConfig(data="d", out="o", qgen=QueryGenConfig("http://h:1/v1", "m", n_docs=5))
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -370,7 +370,7 @@ def test_run_config_round_trips_the_qgen_settings() -> None:
 def test_cli_qgen_flags_are_checked(
     flags: list[str], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from honed.cli import main
+    from honed.cli.main import main
 
     assert main(["run", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *flags]) == 1
     err = capsys.readouterr().err
@@ -381,8 +381,9 @@ def test_cli_qgen_flags_are_checked(
 def test_run_adds_generated_rows(
     fake: FakeServer, mini_beir: Path, tiny_model_path: Path, tmp_path: Path
 ) -> None:
-    from honed.pipeline import RunConfig, resume_pipeline, run_pipeline
-    from honed.train import TrainConfig
+    from honed.pipeline.config import RunConfig
+    from honed.pipeline.runner import resume_pipeline, run_pipeline
+    from honed.training.trainer import TrainConfig
 
     out = tmp_path / "run"
     config = RunConfig(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from honed.cli import main
+from honed.cli.main import main
 
 
 def _args(data: Path, out: Path, model: Path) -> list[str]:
@@ -45,7 +45,7 @@ def _reached(out: Path, point: str) -> bool:
 
 def _kill_at(args: list[str], out: Path, point: str, sig: signal.Signals) -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "honed.cli", *args], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "honed.cli.main", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not _reached(out, point):

@@ -1,11 +1,12 @@
-"""Tests for honed.retrieve: truncation, exact dense search and the BM25 wrapper."""
+"""Tests for honed.retrieval.dense: truncation, exact dense search and the BM25 wrapper."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from honed.retrieve import BM25Retriever, search, top_k, truncate
+from honed.encoding.dims import truncate
+from honed.retrieval.dense import BM25Retriever, search, top_k
 
 # Three unit-norm docs in 2-D and two queries; cosine order is obvious by eye.
 DOCS = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], dtype=np.float32)  # (3, 2)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer, models
 
-from honed.encode import load_model
-from honed.rotate import add_rotation, pca_rotation
-from honed.train import TrainConfig
+from honed.encoding.encoder import load_model
+from honed.encoding.rotation import add_rotation, pca_rotation
+from honed.training.trainer import TrainConfig
 
 TEXTS = ["vitamin d deficiency", "protein folding", "a cat on a mat", "stock markets fell", "gene x"]
 

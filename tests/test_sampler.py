@@ -1,4 +1,4 @@
-"""Tests for honed.sampler: label-aware batches, their guarantees, and the exposure count."""
+"""Tests for honed.training.sampler: label-aware batches, their guarantees, and the exposure count."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
-import honed.train
-from honed.mine import MinedRow
-from honed.sampler import (
+import honed.training.trainer
+from honed.mining.hard_negatives import MinedRow
+from honed.training.sampler import (
     LabelAwareBatchSampler,
     build_label_aware_sampler,
     false_negative_exposure,
     positives_by_query,
     text_hash,
 )
-from honed.train import LossName, TrainConfig, build_dataset, train_model
+from honed.training.trainer import LossName, TrainConfig, build_dataset, train_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -220,7 +220,7 @@ def test_label_aware_batches_must_be_a_bool() -> None:
 
 
 def test_run_config_without_the_flag_still_loads() -> None:
-    from honed.pipeline import RunConfig
+    from honed.pipeline.config import RunConfig
 
     values = RunConfig(data="somewhere", out="elsewhere").to_dict()
     del values["training"]["label_aware_batches"]  # a config.json written before the flag
@@ -291,7 +291,7 @@ def _train(
         built.append(build_label_aware_sampler(*args, **options))
         return built[-1]
 
-    monkeypatch.setattr(honed.train, "build_label_aware_sampler", spy)
+    monkeypatch.setattr(honed.training.trainer, "build_label_aware_sampler", spy)
     rows = list(ROWS) + [_row(f"q{i}", f"doc {i}", (f"other {i}",)) for i in range(5)]
     config = TrainConfig(
         epochs=1, batch_size=4, mini_batch_size=4, learning_rate=1e-3, dims=(32, 16),

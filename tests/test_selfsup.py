@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from honed.data import Document
-from honed.mine import MiningConfig
-from honed.selfsup import corpus_pairs, mine_corpus_pairs, sentences
+from honed.data.beir import Document
+from honed.mining.hard_negatives import MiningConfig
+from honed.mining.selfsup import corpus_pairs, mine_corpus_pairs, sentences
 
 LONG = (
     "Vitamin D is made in the skin. It regulates calcium in the blood. "
@@ -95,8 +95,9 @@ def test_mined_pseudo_rows_never_use_their_source_document_as_a_negative() -> No
 def test_run_option_mixes_corpus_rows_into_training(
     mini_beir: Path, tiny_model_path: Path, tmp_path: Path
 ) -> None:
-    from honed.pipeline import RunConfig, run_pipeline
-    from honed.train import TrainConfig
+    from honed.pipeline.config import RunConfig
+    from honed.pipeline.runner import run_pipeline
+    from honed.training.trainer import TrainConfig
 
     out = tmp_path / "run"
     config = RunConfig(
@@ -123,7 +124,7 @@ def test_run_option_mixes_corpus_rows_into_training(
 
 
 def test_run_config_refuses_a_negative_ratio() -> None:
-    from honed.pipeline import RunConfig
+    from honed.pipeline.config import RunConfig
 
     with pytest.raises(ValueError, match="corpus_pairs: expected a ratio"):
         RunConfig(data="d", out="o", corpus_pairs=-1.0)

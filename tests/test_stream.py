@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-import honed.index
-from honed.cli import main
-from honed.data import DataError
-from honed.encode import encode_texts, resolve_precision
-from honed.index import Index, read_corpus
-from honed.stream import (
+import honed.index.index
+from honed.cli.main import main
+from honed.data.beir import DataError
+from honed.encoding.encoder import encode_texts, resolve_precision
+from honed.index.build import (
     BuildOptions,
     build_folder,
     iter_corpus,
@@ -27,6 +26,7 @@ from honed.stream import (
     partial_rows,
     scan_corpus,
 )
+from honed.index.index import Index, read_corpus
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -64,7 +64,7 @@ def _fail_at(monkeypatch: pytest.MonkeyPatch, model: SentenceTransformer, call: 
             raise RuntimeError("simulated crash mid-build")
         return encode_texts(model, texts, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(honed.index, "encode_texts", encode)
+    monkeypatch.setattr(honed.index.index, "encode_texts", encode)
     return calls
 
 
@@ -239,7 +239,7 @@ def _fake_build(
     overwrite: bool = False,
 ) -> None:
     """Build an index of ``rows`` (reading ``corpus`` when given) in batches of 3."""
-    from honed.store import new_info
+    from honed.index.store import new_info
 
     scan = scan_corpus(lambda: rows)
     info = new_info("fp", "", 8, 4, "float32", scan.count)
@@ -313,7 +313,7 @@ def killer(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
 target.{name} = killer
-from honed.cli import main
+from honed.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -322,9 +322,9 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.parametrize(
     ("module", "name", "call", "rows"),
     [
-        ("index", "encode_texts", 3, 8),  # mid-encoding, 2 batches done
-        ("stream", "_write_progress", 4, 8),  # batch 3 written, its progress.json not
-        ("store", "_write_short", 1, 40),  # every row encoded, deriving the fast tier
+        ("index.index", "encode_texts", 3, 8),  # mid-encoding, 2 batches done
+        ("index.build", "_write_progress", 4, 8),  # batch 3 written, its progress.json not
+        ("index.store", "_write_short", 1, 40),  # every row encoded, deriving the fast tier
     ],
 )
 def test_cli_resume_after_sigkill(

@@ -1,4 +1,4 @@
-"""Tests for honed.train: dims, config, datasets, losses, dropout and one tiny training run."""
+"""Tests for honed.training.trainer: dims, config, datasets, losses, dropout and one tiny training run."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import torch
 from sentence_transformers.sentence_transformer import losses
 
 from conftest import TINY_DIM
-from honed.data import load_beir
-from honed.encode import EmbeddingCache
-from honed.mine import MinedRow
-from honed.train import (
+from honed.data.beir import load_beir
+from honed.encoding.dims import matryoshka_dims
+from honed.encoding.encoder import EmbeddingCache
+from honed.mining.hard_negatives import MinedRow
+from honed.training.trainer import (
     DevEvaluator,
     LossName,
     TrainConfig,
@@ -24,7 +25,6 @@ from honed.train import (
     build_dataset,
     build_loss,
     dev_metrics,
-    matryoshka_dims,
     merge_rounds,
     set_attention_dropout,
     train_model,

@@ -7,22 +7,37 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# Public names -> the module that defines them. Loaded on first use so that `import honed` (and
-# `honed --help`) does not import torch.
+# Public name -> the module that defines it, loaded on first use so that `import honed` (and
+# `honed --help`) does not import torch. No public name equals a subpackage's name, so importing
+# a subpackage never shadows a function (`honed.evaluate` stays the function).
 _EXPORTS = {
-    "load_beir": "honed.data", "carve_dev": "honed.data", "BeirData": "honed.data",
-    "DataError": "honed.data", "check_dataset": "honed.check",
-    "load_pairs": "honed.pairs", "TrainPair": "honed.pairs",
-    "evaluate": "honed.evaluate", "per_query": "honed.evaluate",
-    "search": "honed.retrieve", "truncate": "honed.retrieve", "BM25Retriever": "honed.retrieve",
-    "EmbeddingCache": "honed.encode", "load_model": "honed.encode",
-    "MiningConfig": "honed.mine", "mine_hard_negatives": "honed.mine",
-    "TrainConfig": "honed.train", "LossName": "honed.train", "train_model": "honed.train",
-    "RunConfig": "honed.pipeline", "run_pipeline": "honed.pipeline",
-    "Index": "honed.index", "PgIndex": "honed.pgstore", "plan": "honed.plan", "fuse": "honed.fuse",
-    "compare": "honed.compare", "diagnose": "honed.diagnose", "resume_pipeline": "honed.pipeline",
-    "evaluate_model": "honed.api", "mine": "honed.api", "train": "honed.api",
-    "FusionConfig": "honed.fuse", "evaluate_hybrid": "honed.hybrid",
+    # data
+    "BeirData": "honed.data.beir", "DataError": "honed.data.beir", "load_beir": "honed.data.beir",
+    "carve_dev": "honed.data.splits", "check_dataset": "honed.data.check",
+    "TrainPair": "honed.data.pairs", "load_pairs": "honed.data.pairs",
+    # encoding
+    "EmbeddingCache": "honed.encoding.encoder", "load_model": "honed.encoding.encoder",
+    "truncate": "honed.encoding.dims",
+    # retrieval
+    "search": "honed.retrieval.dense", "BM25Retriever": "honed.retrieval.dense",
+    "fuse": "honed.retrieval.fusion", "FusionConfig": "honed.retrieval.fusion",
+    # evaluation
+    "evaluate": "honed.evaluation.metrics", "per_query": "honed.evaluation.metrics",
+    "compare": "honed.evaluation.significance", "evaluate_hybrid": "honed.evaluation.hybrid",
+    # mining and training
+    "MiningConfig": "honed.mining.hard_negatives",
+    "mine_hard_negatives": "honed.mining.hard_negatives",
+    "TrainConfig": "honed.training.trainer", "LossName": "honed.training.trainer",
+    "train_model": "honed.training.trainer",
+    # index
+    "Index": "honed.index.index", "PgIndex": "honed.index.postgres.store",
+    "plan": "honed.index.planner",
+    # pipeline, diagnosis
+    "RunConfig": "honed.pipeline.config", "run_pipeline": "honed.pipeline.runner",
+    "resume_pipeline": "honed.pipeline.runner",
+    "evaluate_model": "honed.pipeline.commands", "mine": "honed.pipeline.commands",
+    "train": "honed.pipeline.commands",
+    "diagnose": "honed.diagnosis.diagnoser",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -31,3 +46,7 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'honed' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""Reading and checking the user's data: BEIR folders, pair files, splits, leakage."""

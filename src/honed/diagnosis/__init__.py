@@ -1,0 +1,1 @@
+"""Should this domain be fine-tuned? Measurements and a verdict before any training."""

@@ -1,0 +1,450 @@
+"""``honed diagnose``: should this domain be fine-tuned? Measurements first, then a verdict.
+
+Everything comes from one encoding of the corpus with the base model (through
+:class:`~honed.encoding.encoder.EmbeddingCache`) and the dev split carved exactly as ``honed run`` carves it.
+
+* **Terminology.** The share of corpus words the base model's tokenizer splits into 3+ pieces,
+  against everyday English, and the domain terms that fragment most (see :mod:`honed.diagnosis.measure`).
+* **Baseline.** Dense (base model) vs BM25 nDCG@10 and Recall@10 on dev. A dense model that does
+  not beat BM25 is not bringing its semantic advantage: it does not understand the domain.
+* **Relationship difficulty.** Per dev query: best positive score minus best non-positive score
+  (the margin; negative = a non-positive outranks every positive), and whether the first positive
+  is outside the top 10.
+* **Data.** Verified training pairs: score >= 1 in the train split left after carving dev.
+
+Verdict (thresholds are the module constants below):
+
+* ``not recommended`` when pairs < ``MIN_PAIRS`` (100: too few to learn from without overfitting)
+  or dense dev nDCG@10 >= ``HIGH_BASELINE`` (0.9: little left to gain);
+* otherwise ``worth it`` when at least ``SIGNALS_NEEDED`` (2) of the three signals fire and pairs
+  >= ``ENOUGH_PAIRS`` (300): fragmentation ratio >= ``RATIO_HIGH`` (1.5), dense nDCG@10 <= BM25 +
+  ``BM25_MARGIN`` (0.02), share of dev queries with no positive in the top 10 >= ``MISS_HIGH``
+  (0.2);
+* otherwise ``marginal``.
+
+The rule of thumb behind the pair counts: fine-tuning a small embedding model pays off from a few
+hundred pairs and saturates at a few thousand. The optional probe (``--probe``) is reported, not
+voted: one epoch on ``probe_rows`` rows is too small to decide with, but shows the direction.
+
+Cost of a full run (an estimate): ``(1 + epochs)`` corpus encodings (the baseline, then the dev
+evaluation of each epoch) at the documents-per-second measured here, plus ``pairs * epochs``
+training rows at ``REF_ROWS_PER_SECOND`` (3.5 rows/s, measured for all-MiniLM-L6-v2, 6 layers x
+384 wide, on this project's 2-core CPU) scaled by ``REF_PARAMETERS / parameters``. Mining, BM25
+and query encoding are small next to these and left out.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from honed.data.beir import BeirData, load_beir
+from honed.data.splits import split_data
+from honed.diagnosis.measure import (
+    FRAGMENT_PIECES,
+    REFERENCE_FLOOR,
+    Difficulty,
+    DomainTerm,
+    Terminology,
+    measure_difficulty,
+    measure_terminology,
+    reference_text,
+)
+from honed.encoding.encoder import (
+    EmbeddingCache,
+    Precision,
+    load_model,
+    resolve_device,
+    resolve_model_name,
+)
+from honed.evaluation.metrics import evaluate
+from honed.evaluation.runs import bm25_metrics, dense_metrics
+from honed.retrieval.dense import search, top_k
+from honed.types import Qrels
+
+__all__ = [
+    "Baseline", "CostEstimate", "DataSize", "DiagnoseConfig", "Diagnosis", "Difficulty",
+    "DomainTerm", "Probe", "Terminology", "Verdict", "decide", "diagnose", "estimate_cost",
+    "measure_difficulty", "measure_terminology", "reference_text", "render_diagnosis",
+]
+
+RATIO_HIGH = 1.5
+BM25_MARGIN = 0.02
+MISS_HIGH = 0.2
+SIGNALS_NEEDED = 2
+MIN_PAIRS = 100
+ENOUGH_PAIRS = 300
+HIGH_BASELINE = 0.9
+REF_ROWS_PER_SECOND = 3.5
+REF_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2
+FULL_RUN_EPOCHS = 3  # TrainConfig's default
+PROBE_POOL_DEPTH = 100
+
+Notify = Callable[[str], None]
+
+
+class Verdict(str, Enum):
+    """The answer to "should this domain be fine-tuned?"."""
+
+    WORTH_IT = "worth it"
+    MARGINAL = "marginal"
+    NOT_RECOMMENDED = "not recommended"
+
+
+@dataclass(frozen=True)
+class DiagnoseConfig:
+    """Settings of ``honed diagnose`` (validated on construction)."""
+
+    data: str
+    base_model: str = "all-MiniLM-L6-v2"
+    probe: bool = False
+    probe_rows: int = 128
+    sample_words: int = 200_000
+    seed: int = 42
+    device: str = "auto"
+    precision: Precision = Precision.AUTO
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision(self.precision))
+        for name in ("probe_rows", "sample_words"):
+            if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name}: expected a positive integer, got {getattr(self, name)!r}"
+                )
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Dense base model vs BM25 on the dev split."""
+
+    dev_queries: int
+    dense_ndcg10: float
+    dense_recall10: float
+    bm25_ndcg10: float
+    bm25_recall10: float
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """What there is to train on."""
+
+    documents: int
+    train_queries: int
+    train_pairs: int
+    dev_queries: int
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A one-epoch fine-tune on a slice of the training pairs, scored on dev by re-ranking."""
+
+    rows: int
+    train_seconds: float
+    pool_documents: int
+    dev_ndcg10_before: float
+    dev_ndcg10_after: float
+
+    @property
+    def gain(self) -> float:
+        return self.dev_ndcg10_after - self.dev_ndcg10_before
+
+    @property
+    def gain_per_minute(self) -> float:
+        return self.gain / max(self.train_seconds / 60.0, 1e-9)
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Estimated time of a full ``honed run`` on this machine, from rates measured in this run."""
+
+    documents: int
+    documents_per_second: float
+    parameters: int
+    train_rows: int
+    train_rows_per_second: float
+    epochs: int
+    encode_seconds: float
+    train_seconds: float
+
+    @property
+    def total_seconds(self) -> float:
+        return self.encode_seconds + self.train_seconds
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Everything ``honed diagnose`` measured and concluded."""
+
+    data: str
+    base_model: str
+    device: str
+    terminology: Terminology
+    baseline: Baseline
+    difficulty: Difficulty
+    size: DataSize
+    cost: CostEstimate
+    probe: Probe | None
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    seconds: float
+
+
+def estimate_cost(
+    documents: int, documents_per_second: float, train_rows: int, parameters: int,
+    epochs: int = FULL_RUN_EPOCHS,
+) -> CostEstimate:
+    """Time of a full run: ``1 + epochs`` corpus encodings and ``rows * epochs`` training rows."""
+    if documents_per_second <= 0 or parameters < 1:
+        raise ValueError(
+            f"documents_per_second and parameters: expected positive values, got "
+            f"{documents_per_second} and {parameters}"
+        )
+    rate = REF_ROWS_PER_SECOND * REF_PARAMETERS / parameters
+    return CostEstimate(
+        documents=documents,
+        documents_per_second=documents_per_second,
+        parameters=parameters,
+        train_rows=train_rows,
+        train_rows_per_second=rate,
+        epochs=epochs,
+        encode_seconds=(1 + epochs) * documents / documents_per_second,
+        train_seconds=train_rows * epochs / rate,
+    )
+
+
+def _signals(t: Terminology, b: Baseline, d: Difficulty) -> list[tuple[bool, str]]:
+    """(fired, sentence) for each of the three signals."""
+    ratio = t.ratio >= RATIO_HIGH
+    weak = b.dense_ndcg10 <= b.bm25_ndcg10 + BM25_MARGIN
+    miss = d.miss_top10_share >= MISS_HIGH
+    diff = b.dense_ndcg10 - b.bm25_ndcg10
+    floored = t.reference_fragmented < REFERENCE_FLOOR
+    floor = f" (counted as {REFERENCE_FLOOR:.0%})" if floored else ""
+    beats = "loses to" if diff < 0 else "does not beat" if weak else "beats"
+    return [
+        (ratio, f"Terminology: {t.corpus_fragmented:.1%} of corpus words split into "
+                f"{FRAGMENT_PIECES}+ pieces vs {t.reference_fragmented:.1%} in everyday "
+                f"English{floor}, ratio {t.ratio:.2f} "
+                f"({'at or above' if ratio else 'below'} {RATIO_HIGH})."),
+        (weak, f"Baseline: the base model {beats} BM25 on dev (nDCG@10 {b.dense_ndcg10:.3f} vs "
+               f"{b.bm25_ndcg10:.3f}, {diff:+.3f}; signal when not ahead by more than "
+               f"{BM25_MARGIN})."),
+        (miss, f"Difficulty: {d.miss_top10_share:.0%} of dev queries have no positive in the "
+               f"base model's top 10 ({'at or above' if miss else 'below'} {MISS_HIGH:.0%}); "
+               f"median margin {d.median_margin:+.3f}, negative for "
+               f"{d.negative_margin_share:.0%}."),
+    ]
+
+
+def decide(
+    terminology: Terminology, baseline: Baseline, difficulty: Difficulty, size: DataSize,
+    probe: Probe | None = None,
+) -> tuple[Verdict, tuple[str, ...]]:
+    """The verdict and its reasons, one sentence per measurement (thresholds in the module doc)."""
+    signals = _signals(terminology, baseline, difficulty)
+    fired = sum(on for on, _ in signals)
+    pairs = size.train_pairs
+    reasons = [text for _, text in signals]
+    reasons.append(f"Data: {pairs} verified training pairs from {size.train_queries} queries "
+                   f"(rule of thumb: hundreds to a few thousand pairs).")
+    if probe is not None:
+        reasons.append(f"Probe: {probe.rows} rows for one epoch moved dev nDCG@10 "
+                       f"{probe.dev_ndcg10_before:.3f} -> {probe.dev_ndcg10_after:.3f} "
+                       f"({probe.gain:+.3f}, {probe.gain_per_minute:+.4f} per training minute); "
+                       "reported, not voted.")
+    if pairs < MIN_PAIRS:
+        verdict = Verdict.NOT_RECOMMENDED
+        reasons.append(f"Too few pairs: {pairs} < {MIN_PAIRS}; collect more labelled pairs first.")
+    elif baseline.dense_ndcg10 >= HIGH_BASELINE:
+        verdict = Verdict.NOT_RECOMMENDED
+        reasons.append(f"Baseline already high: dense nDCG@10 {baseline.dense_ndcg10:.3f} >= "
+                       f"{HIGH_BASELINE} leaves little to gain.")
+    elif fired >= SIGNALS_NEEDED and pairs >= ENOUGH_PAIRS:
+        verdict = Verdict.WORTH_IT
+        reasons.append(f"{fired} of 3 signals fire and {pairs} >= {ENOUGH_PAIRS} pairs.")
+    else:
+        verdict = Verdict.MARGINAL
+        reasons.append(f"{fired} of 3 signals fire (worth it needs {SIGNALS_NEEDED}) with "
+                       f"{pairs} pairs (worth it needs {ENOUGH_PAIRS}).")
+    return verdict, tuple(reasons)
+
+
+def _positives(qrels: Qrels) -> Qrels:
+    kept = {q: {d: s for d, s in docs.items() if s >= 1} for q, docs in qrels.items()}
+    return {q: docs for q, docs in kept.items() if docs}
+
+
+def _probe(
+    model_path: str, config: DiagnoseConfig, data: BeirData, train: Qrels, dev: Qrels,
+    corpus: tuple[list[str], list[str], np.ndarray], cache: EmbeddingCache, device: str,
+) -> Probe:
+    """Mine and train on ``probe_rows`` pairs; score dev by re-ranking the base top 100."""
+    from honed.mining.hard_negatives import MiningConfig, mine_hard_negatives
+    from honed.training.trainer import LossName, TrainConfig, train_model
+
+    doc_ids, doc_texts, doc_emb = corpus
+    base = load_model(model_path, device, config.trust_remote_code)
+    qids = sorted(train)
+    random.Random(config.seed).shuffle(qids)
+    chosen: Qrels = {}
+    for qid in qids:
+        if sum(map(len, chosen.values())) >= config.probe_rows:
+            break
+        chosen[qid] = train[qid]
+    q_emb = cache.encode(base, [data.queries[q] for q in sorted(chosen)])  # (n_chosen, dim)
+    mined = mine_hard_negatives(chosen, data.queries, doc_ids, doc_texts, q_emb, doc_emb,
+                                MiningConfig(seed=config.seed))
+    rows = mined.rows[: config.probe_rows]
+    dev_qids = sorted(dev)
+    dev_emb = cache.encode(base, [data.queries[q] for q in dev_qids])  # (n_dev, dim)
+    # The pool holds every base top-10, so the base score on it equals its full-corpus score.
+    pool = np.unique(top_k(dev_emb, doc_emb, PROBE_POOL_DEPTH)[0])  # (n_pool,)
+    pool_ids = [doc_ids[i] for i in pool]
+
+    def ndcg(q: np.ndarray, d: np.ndarray) -> float:
+        return evaluate(dev, search(q, d, dev_qids, pool_ids, k=10), ["ndcg@10"])["ndcg@10"]
+
+    before = ndcg(dev_emb, doc_emb[pool])
+    # One epoch of 16-row batches without warmup: a handful of real steps on a small slice.
+    train_config = TrainConfig(loss=LossName.MNRL, epochs=1, batch_size=16, warmup_ratio=0.0,
+                               precision=config.precision, seed=config.seed)
+    with tempfile.TemporaryDirectory(prefix="honed-probe-") as tmp:
+        result = train_model(base, rows, train_config, tmp, show_progress_bar=False)
+    cache.forget(base)  # its remembered fingerprint is the untrained weights'
+    tuned_q = cache.encode(base, [data.queries[q] for q in dev_qids])
+    after = ndcg(tuned_q, cache.encode(base, [doc_texts[i] for i in pool]))
+    return Probe(len(rows), result.seconds, len(pool_ids), before, after)
+
+
+def diagnose(
+    config: DiagnoseConfig, notify: Notify | None = None, show_progress_bar: bool = False
+) -> Diagnosis:
+    """Measure a BEIR dataset against a base model and say whether fine-tuning is worth it.
+
+    Raises:
+        FileNotFoundError: the dataset folder or one of its files is missing.
+        ValueError: bad data (see :func:`honed.data.beir.load_beir`), no train/test split, or a
+            model that cannot be loaded.
+
+    Example:
+        >>> d = diagnose(DiagnoseConfig(data="data/scifact"))  # doctest: +SKIP
+        >>> d.verdict  # doctest: +SKIP
+        <Verdict.WORTH_IT: 'worth it'>
+    """
+    say = notify or (lambda message: None)
+    start = time.perf_counter()
+    data = load_beir(config.data)
+    parts = split_data(data)
+    train, dev = parts.train, parts.dev
+    train, dev = _positives(train), _positives(dev)
+    device = resolve_device(config.device)
+    model_path = resolve_model_name(config.base_model)
+    model = load_model(model_path, device, config.trust_remote_code)
+    doc_ids = list(data.corpus)
+    doc_texts = [data.corpus[d].full_text for d in doc_ids]
+
+    say("terminology: splitting corpus words with the base model's tokenizer")
+    order = list(range(len(doc_texts)))
+    random.Random(config.seed).shuffle(order)
+    terminology = measure_terminology((doc_texts[i] for i in order), reference_text(),
+                                      model.tokenizer, config.sample_words)
+
+    say(f"baseline: encoding {len(doc_texts)} documents with {config.base_model}")
+    cache = EmbeddingCache(precision=config.precision)
+    tick = time.perf_counter()
+    doc_emb = cache.encode(model, doc_texts, show_progress_bar=show_progress_bar)  # (n_docs, dim)
+    docs_per_second = len(doc_texts) / max(time.perf_counter() - tick, 1e-9)
+    qids = sorted(dev)
+    q_emb = cache.encode(model, [data.queries[q] for q in qids])  # (n_dev, dim)
+    dim = str(doc_emb.shape[1])
+    metrics = ["ndcg@10", "recall@10"]
+    dense = dense_metrics(dict(zip(qids, q_emb)), doc_emb, doc_ids, {"dev": dev}, [int(dim)],
+                          metrics)["dev"][dim]
+    say("baseline: BM25 (bm25s)")
+    bm25 = bm25_metrics(data, doc_ids, doc_texts, {"dev": dev}, metrics)["dev"]["bm25"]
+    baseline = Baseline(len(qids), dense["ndcg@10"], dense["recall@10"], bm25["ndcg@10"],
+                        bm25["recall@10"])
+    difficulty = measure_difficulty(q_emb, doc_emb, qids, doc_ids, dev)
+    size = DataSize(len(doc_ids), len(train), sum(map(len, train.values())), len(qids))
+    parameters = sum(p.numel() for p in model.parameters())
+    cost = estimate_cost(len(doc_ids), docs_per_second, size.train_pairs, parameters)
+    probe = None
+    if config.probe:
+        say(f"probe: one epoch on {config.probe_rows} training rows")
+        probe = _probe(model_path, config, data, train, dev, (doc_ids, doc_texts, doc_emb),
+                       cache, device)
+    verdict, reasons = decide(terminology, baseline, difficulty, size, probe)
+    return Diagnosis(str(data.path), config.base_model, device, terminology, baseline,
+                     difficulty, size, cost, probe, verdict, reasons,
+                     time.perf_counter() - start)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def render_diagnosis(d: Diagnosis) -> str:
+    """The diagnosis as markdown, for the terminal and for a file alike."""
+    t, b, x, s, c = d.terminology, d.baseline, d.difficulty, d.size, d.cost
+    lines = [
+        f"# honed diagnose: {d.data}", "",
+        f"**Verdict: {d.verdict.value}** (base model `{d.base_model}`, {d.device}, "
+        f"measured in {_minutes(d.seconds)})", "",
+        *(f"- {reason}" for reason in d.reasons), "",
+        "## Terminology", "",
+        f"| text | words | split into {FRAGMENT_PIECES}+ pieces |", "|---|---:|---:|",
+        f"| corpus (sample) | {t.corpus_words:,} | {t.corpus_fragmented:.1%} |",
+        f"| everyday English (reference) | {t.reference_words:,} | {t.reference_fragmented:.1%} |",
+        "", f"Ratio {t.ratio:.2f} (signal at >= {RATIO_HIGH}; a reference share below "
+        f"{REFERENCE_FLOOR:.0%} counts as {REFERENCE_FLOOR:.0%}).", "",
+    ]
+    if t.terms:
+        lines += ["| domain term | count | pieces |", "|---|---:|---|"]
+        lines += [f"| {w.word} | {w.count} | {' '.join(w.pieces)} |" for w in t.terms]
+    else:
+        lines.append("No frequent domain term is split into 3+ pieces.")
+    lines += [
+        "", f"## Baseline on dev ({b.dev_queries} queries)", "",
+        "| system | nDCG@10 | Recall@10 |", "|---|---:|---:|",
+        f"| dense (base model) | {b.dense_ndcg10:.4f} | {b.dense_recall10:.4f} |",
+        f"| BM25 | {b.bm25_ndcg10:.4f} | {b.bm25_recall10:.4f} |", "",
+        "## Relationship difficulty", "",
+        f"- median margin (best positive - best non-positive): {x.median_margin:+.4f}",
+        f"- margin negative: {x.negative_margin_share:.1%} of {x.queries} dev queries",
+        f"- first positive not in the top 10: {x.miss_top10_share:.1%}", "",
+        "## Data", "",
+        f"- {s.train_pairs} verified training pairs (score >= 1) from {s.train_queries} queries; "
+        f"{s.dev_queries} dev queries; {s.documents:,} documents",
+        "- rule of thumb: hundreds to a few thousand pairs", "",
+    ]
+    if d.probe is not None:
+        p = d.probe
+        lines += [
+            "## Probe", "",
+            f"- {p.rows} rows, 1 epoch, {_minutes(p.train_seconds)} of training",
+            f"- dev nDCG@10 re-ranking the base top {PROBE_POOL_DEPTH} ({p.pool_documents} "
+            f"documents): {p.dev_ndcg10_before:.4f} -> {p.dev_ndcg10_after:.4f} "
+            f"({p.gain:+.4f}, {p.gain_per_minute:+.4f} per minute)", "",
+        ]
+    lines += [
+        "## Estimated cost of a full `honed run` (estimates)", "",
+        f"- corpus encoding: {c.documents_per_second:.1f} documents/s measured here x "
+        f"{1 + c.epochs} encodings of {c.documents:,} documents = {_minutes(c.encode_seconds)}",
+        f"- training: {REF_ROWS_PER_SECOND} rows/s for {REF_PARAMETERS / 1e6:.1f}M parameters "
+        f"(2-core CPU) scaled to {c.parameters / 1e6:.1f}M = {c.train_rows_per_second:.2f} rows/s "
+        f"x {c.train_rows} rows x {c.epochs} epochs = {_minutes(c.train_seconds)}",
+        f"- total: about {_minutes(c.total_seconds)}"
+        + ("" if d.device == "cpu" else f" (a CPU training rate; {d.device} is faster)"),
+        "",
+        f"Thresholds: worth it = at least {SIGNALS_NEEDED} of (ratio >= {RATIO_HIGH}, dense <= "
+        f"BM25 + {BM25_MARGIN}, top-10 miss >= {MISS_HIGH:.0%}) and >= {ENOUGH_PAIRS} pairs; not "
+        f"recommended = < {MIN_PAIRS} pairs or dense nDCG@10 >= {HIGH_BASELINE}.",
+    ]
+    return "\n".join(lines) + "\n"

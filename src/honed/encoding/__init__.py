@@ -1,0 +1,1 @@
+"""Models and their embeddings: loading, precision, the embedding cache, sharding, rotation, dims."""

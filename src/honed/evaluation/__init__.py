@@ -1,0 +1,1 @@
+"""Scoring runs against qrels: metrics, runs, significance, evidence."""

@@ -1,0 +1,1 @@
+"""Serving: the index folder, its streaming build, quantisation, ANN, the planner, PostgreSQL."""

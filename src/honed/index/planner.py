@@ -1,0 +1,465 @@
+"""A budget planner: which shortlist dim, precision and shortlist size to deploy.
+
+On a labelled split, every configuration of a two-stage index (shortlist at each Matryoshka dim
+below full x precision x shortlist size, re-ranked at full dim) and single-stage exact search at
+every dim is scored for quality (nDCG@10, Recall@10, Recall@100), fast-tier bytes per document
+and per-query latency. The corpus is encoded once, at full dim; every configuration is derived
+from that one array. The recommendation is the cheapest configuration (fewest bytes, then
+lowest median latency) whose nDCG@10 is within 1% (relative) of full-dim float32 exact search.
+
+The final ranking has ``min(100, shortlist)`` documents: a two-stage search can only return
+what it shortlisted, so with a shortlist of 50, Recall@100 is the recall of those 50.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from honed.data.beir import BeirData, load_beir
+from honed.encoding.dims import matryoshka_dims, truncate
+from honed.encoding.encoder import (
+    EmbeddingCache,
+    Precision,
+    embedding_dim,
+    load_model,
+    resolve_model_name,
+)
+from honed.evaluation.metrics import evaluate
+from honed.index.index import Index
+from honed.index.quantize import Quantization, as_quantization, bytes_per_doc
+from honed.types import Qrels, Run
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = [
+    "PlanResult",
+    "PlanRow",
+    "choose_on",
+    "plan",
+    "plan_embeddings",
+    "render_plan",
+    "write_plan",
+]
+
+FINAL_K = 100  # depth of the final ranking (capped at the shortlist)
+METRICS = ("ndcg@10", "recall@10", "recall@100")
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One configuration and what it costs and scores; ``shortlist`` is None for exact search."""
+
+    name: str
+    shortlist_dim: int
+    precision: Quantization
+    shortlist: int | None
+    ndcg_at_10: float
+    recall_at_10: float
+    recall_at_100: float
+    bytes_per_doc: int
+    latency_ms_median: float
+    latency_ms_p95: float
+
+    @property
+    def exact(self) -> bool:
+        return self.shortlist is None
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> PlanRow:
+        """The inverse of the rows in :meth:`PlanResult.to_dict`."""
+        return cls(**{**row, "precision": as_quantization(row["precision"])})
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """Every configuration scored, the reference (full-dim float32 exact) and the recommendation.
+
+    ``chosen_on`` names the split the recommendation was chosen on when it is not ``split``
+    (see :func:`choose_on`); empty when it was chosen on ``split`` itself.
+    """
+
+    rows: tuple[PlanRow, ...]
+    reference: PlanRow
+    recommended: PlanRow
+    dim: int
+    n_docs: int
+    n_queries: int
+    split: str
+    model_name: str
+    tolerance: float = 0.01
+    chosen_on: str = ""
+
+    def pareto(self, cost: str) -> tuple[PlanRow, ...]:
+        """Rows no other row beats on both ``cost`` (a PlanRow field, lower is better) and nDCG@10.
+
+        Example:
+            >>> result.pareto("bytes_per_doc")  # doctest: +SKIP
+        """
+        front = [
+            row
+            for row in self.rows
+            if not any(
+                getattr(o, cost) <= getattr(row, cost)
+                and o.ndcg_at_10 >= row.ndcg_at_10
+                and (getattr(o, cost) < getattr(row, cost) or o.ndcg_at_10 > row.ndcg_at_10)
+                for o in self.rows
+            )
+        ]
+        return tuple(sorted(front, key=lambda r: (getattr(r, cost), -r.ndcg_at_10)))
+
+    def to_dict(self) -> dict[str, Any]:
+        def row(r: PlanRow) -> dict[str, Any]:
+            return {**asdict(r), "precision": r.precision.value}
+
+        return {
+            **{
+                k: v
+                for k, v in asdict(self).items()
+                if k not in ("rows", "reference", "recommended")
+            },
+            "rows": [row(r) for r in self.rows],
+            "reference": row(self.reference),
+            "recommended": row(self.recommended),
+        }
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> PlanResult:
+        """The inverse of :meth:`to_dict` (``plan.json`` -> PlanResult)."""
+        rows = {"rows", "reference", "recommended"}
+        return cls(
+            **{k: v for k, v in saved.items() if k not in rows},
+            rows=tuple(PlanRow.from_dict(r) for r in saved["rows"]),
+            reference=PlanRow.from_dict(saved["reference"]),
+            recommended=PlanRow.from_dict(saved["recommended"]),
+        )
+
+
+def _timed_run(
+    index: Index, query_emb: np.ndarray, query_ids: Sequence[str], shortlist: int | None
+) -> tuple[Run, list[float]]:
+    """Search one query at a time (as a service would), recording each call's latency in ms."""
+    k = FINAL_K if shortlist is None else min(FINAL_K, shortlist)
+
+    def one(row: int) -> list[tuple[str, float]]:
+        q = query_emb[row : row + 1]
+        hits = index.search_exact(q, k) if shortlist is None else index.search(q, k, shortlist)
+        return hits[0]
+
+    one(0)  # warm-up: first-call allocations and lazy imports are not query latency
+    run: Run = {}
+    latencies = []
+    for row, qid in enumerate(query_ids):
+        start = time.perf_counter()
+        hits = one(row)
+        latencies.append((time.perf_counter() - start) * 1e3)
+        run[qid] = dict(hits)
+    return run, latencies
+
+
+def _row(
+    name: str,
+    index: Index,
+    precision: Quantization,
+    shortlist: int | None,
+    qrels: Qrels,
+    query_emb: np.ndarray,
+    query_ids: Sequence[str],
+) -> PlanRow:
+    run, latencies = _timed_run(index, query_emb, query_ids, shortlist)
+    scores = evaluate(qrels, run, METRICS)
+    return PlanRow(
+        name=name,
+        shortlist_dim=index.info.shortlist_dim,
+        precision=precision,
+        shortlist=shortlist,
+        ndcg_at_10=scores["ndcg@10"],
+        recall_at_10=scores["recall@10"],
+        recall_at_100=scores["recall@100"],
+        bytes_per_doc=bytes_per_doc(index.info.shortlist_dim, precision),
+        latency_ms_median=statistics.median(latencies),
+        latency_ms_p95=float(np.percentile(latencies, 95)),
+    )
+
+
+def _check_grid(
+    dims: Sequence[int] | None, width: int, shortlists: Sequence[int]
+) -> tuple[int, ...]:
+    dims = tuple(matryoshka_dims(width)[1:] if dims is None else dims)
+    if not dims:
+        raise ValueError(
+            f"no Matryoshka dim below the full width {width} (defaults are powers of two >= 64); "
+            "fix: pass dims, e.g. dims=(16, 8) or --dims 16,8"
+        )
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d < width:
+            raise ValueError(
+                f"dims: each must be an integer in [1, {width - 1}] (below the full width), got {d!r}"
+            )
+    for s in shortlists:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ValueError(f"shortlists: each must be a positive integer, got {s!r}")
+    if not shortlists:
+        raise ValueError("shortlists is empty: pass at least one shortlist size, e.g. (100,)")
+    return dims
+
+
+def plan_embeddings(
+    doc_emb: np.ndarray,
+    doc_ids: Sequence[str],
+    query_emb: np.ndarray,
+    query_ids: Sequence[str],
+    qrels: Qrels,
+    dims: Sequence[int] | None = None,
+    precisions: Sequence[Quantization | str] = ("float32", "int8", "binary"),
+    shortlists: Sequence[int] = (50, 100, 200),
+    split: str = "test",
+    model_name: str = "",
+    tolerance: float = 0.01,
+) -> PlanResult:
+    """The planner's grid on already computed full-dim embeddings; see :func:`plan`.
+
+    Args:
+        doc_emb: ``(n_docs, dim)`` full-dim document embeddings.
+        doc_ids: unique ids aligned with ``doc_emb``.
+        query_emb: ``(n_queries, dim)`` query embeddings aligned with ``query_ids``.
+        query_ids: query ids; qrels of other queries count as misses (see :func:`evaluate`).
+        qrels: the split's judgments.
+        dims: shortlist dims, each below ``dim`` (default: the Matryoshka dims below it).
+        precisions: fast-tier precisions to try.
+        shortlists: shortlist sizes to try.
+        split, model_name: recorded in the result.
+        tolerance: relative nDCG@10 loss allowed for the recommendation.
+
+    Raises:
+        ValueError: no dim below the full width, a dim or shortlist out of range, a bad precision.
+    """
+    width = np.asarray(doc_emb).shape[1]
+    dims = _check_grid(dims, width, shortlists)
+    if len(query_ids) == 0 or len(query_ids) != len(query_emb):
+        raise ValueError(
+            f"query_ids has {len(query_ids)} ids for {len(query_emb)} query embeddings: "
+            "expected one id per row, and at least one query"
+        )
+    quantizations = tuple(as_quantization(p) for p in precisions)
+    fp32 = Quantization.FLOAT32
+    rows: list[PlanRow] = []
+    for d in (width, *dims):  # single-stage exact search on the first d dims
+        index = Index.from_embeddings(truncate(doc_emb, d), doc_ids, shortlist_dim=d)
+        rows.append(_row(f"exact {d}", index, fp32, None, qrels, truncate(query_emb, d), query_ids))
+    for d in dims:
+        for precision in quantizations:
+            index = Index.from_embeddings(doc_emb, doc_ids, shortlist_dim=d, precision=precision)
+            for s in shortlists:
+                name = f"{d} {precision.value} top-{s}"
+                rows.append(_row(name, index, precision, s, qrels, query_emb, query_ids))
+    reference = rows[0]
+    good = [r for r in rows if r.ndcg_at_10 >= reference.ndcg_at_10 * (1 - tolerance)]
+    recommended = min(good, key=lambda r: (r.bytes_per_doc, r.latency_ms_median))
+    return PlanResult(
+        tuple(rows),
+        reference,
+        recommended,
+        width,
+        len(doc_ids),
+        len(query_ids),
+        split,
+        model_name,
+        tolerance,
+    )
+
+
+def choose_on(chosen: PlanResult, reported: PlanResult) -> PlanResult:
+    """``reported`` with the configuration recommended on ``chosen``'s split, at its own figures.
+
+    Choose on dev, report on test: test is touched once, so it never picks the configuration.
+
+    Example:
+        >>> test = choose_on(plan_embeddings(..., split="dev"), plan_embeddings(..., split="test"))  # doctest: +SKIP
+
+    Raises:
+        ValueError: the two results do not score the same configurations.
+    """
+    by_name = {r.name: r for r in reported.rows}
+    if sorted(by_name) != sorted(r.name for r in chosen.rows):
+        raise ValueError(
+            f"expected the same configurations on {chosen.split} and {reported.split}, got "
+            f"{len(chosen.rows)} and {len(reported.rows)} different ones; fix: run both with the "
+            "same dims, precisions and shortlists"
+        )
+    return replace(reported, recommended=by_name[chosen.recommended.name], chosen_on=chosen.split)
+
+
+def plan(
+    model: SentenceTransformer | str,
+    data: str | Path | BeirData,
+    split: str = "test",
+    dims: Sequence[int] | None = None,
+    precisions: Sequence[Quantization | str] = ("float32", "int8", "binary"),
+    shortlists: Sequence[int] = (50, 100, 200),
+    device: str | None = None,
+    encode_precision: Precision | str = Precision.AUTO,
+    cache: EmbeddingCache | None = None,
+) -> PlanResult:
+    """Score a grid of two-stage configurations of ``model`` on one labelled split of ``data``.
+
+    Example:
+        >>> result = plan("runs/scifact/model", "data/scifact")  # doctest: +SKIP
+        >>> result.recommended.name  # doctest: +SKIP
+        '128 int8 top-100'
+
+    Raises:
+        ValueError: see :func:`plan_embeddings`; an unknown split.
+        FileNotFoundError: ``data`` is not a BEIR folder.
+    """
+    beir = data if isinstance(data, BeirData) else load_beir(data)
+    qrels = beir.split(split)
+    name = model if isinstance(model, str) else ""
+    st_model = load_model(resolve_model_name(model), device) if isinstance(model, str) else model
+    _check_grid(dims, embedding_dim(st_model), shortlists)  # fail before the long encoding
+    cache = cache or EmbeddingCache(precision=encode_precision)
+    doc_ids = list(beir.corpus)
+    doc_emb = cache.encode(
+        st_model, [beir.corpus[d].full_text for d in doc_ids], show_progress_bar=True
+    )
+    query_ids = sorted(qrels)
+    query_emb = cache.encode(st_model, [beir.queries[q] for q in query_ids])
+    return plan_embeddings(
+        doc_emb, doc_ids, query_emb, query_ids, qrels, dims, precisions, shortlists, split, name
+    )
+
+
+def _recommendation(result: PlanResult) -> str:
+    ref, rec = result.reference, result.recommended
+    head = f"Recommended: **{rec.name}**"
+    if result.chosen_on and result.chosen_on != result.split:
+        head = (
+            f"Recommended (chosen on {result.chosen_on}: the cheapest configuration within "
+            f"{result.tolerance:.0%} of {ref.name} there): **{rec.name}**; on {result.split}"
+        )
+        within = ""
+    else:
+        within = f"; allowed: within {result.tolerance:.0%}"
+    return (
+        f"{head}: {rec.bytes_per_doc:,} B/doc in the fast tier "
+        f"({ref.bytes_per_doc / rec.bytes_per_doc:.0f}x fewer than {ref.name}), nDCG@10 "
+        f"{rec.ndcg_at_10:.4f} vs {ref.ndcg_at_10:.4f} ({rec.ndcg_at_10 - ref.ndcg_at_10:+.4f}"
+        f"{within}), median {rec.latency_ms_median:.2f} ms vs {ref.latency_ms_median:.2f} ms "
+        "per query."
+    )
+
+
+def render_plan(result: PlanResult) -> str:
+    """The result as markdown: the table (Pareto-front rows marked) and the recommendation."""
+    on_bytes = {r.name for r in result.pareto("bytes_per_doc")}
+    on_latency = {r.name for r in result.pareto("latency_ms_median")}
+    lines = [
+        f"{result.split} split: {result.n_queries} queries, {result.n_docs:,} documents, full dim "
+        f"{result.dim}; final ranking min(100, shortlist) deep; latency per query, one at a time.",
+        "",
+        "| configuration | bytes/doc | nDCG@10 | Recall@10 | Recall@100 | median ms | p95 ms | front |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in result.rows:
+        front = ",".join(
+            m for m, s in (("bytes", on_bytes), ("latency", on_latency)) if r.name in s
+        )
+        lines.append(
+            f"| {r.name} | {r.bytes_per_doc:,} | {r.ndcg_at_10:.4f} | {r.recall_at_10:.4f} | "
+            f"{r.recall_at_100:.4f} | {r.latency_ms_median:.2f} | {r.latency_ms_p95:.2f} | {front} |"
+        )
+    lines += ["", _recommendation(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(result: PlanResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    floor = result.reference.ndcg_at_10 * (1 - result.tolerance)
+    for ax, cost, label in (
+        (axes[0], "bytes_per_doc", "fast-tier bytes per document (log)"),
+        (axes[1], "latency_ms_median", "median latency per query, ms"),
+    ):
+        for precision, marker in zip(Quantization, "osd"):
+            rows = [r for r in result.rows if r.precision is precision and not r.exact]
+            ax.scatter(
+                [getattr(r, cost) for r in rows],
+                [r.ndcg_at_10 for r in rows],
+                marker=marker,
+                alpha=0.6,
+                label=f"two-stage {precision.value}",
+            )
+        exact = [r for r in result.rows if r.exact]
+        ax.scatter(
+            [getattr(r, cost) for r in exact],
+            [r.ndcg_at_10 for r in exact],
+            marker="x",
+            color="black",
+            label="exact",
+        )
+        front = result.pareto(cost)
+        ax.step(
+            [getattr(r, cost) for r in front],
+            [r.ndcg_at_10 for r in front],
+            where="post",
+            color="gray",
+            linewidth=1,
+            label="Pareto front",
+        )
+        rec = result.recommended
+        ax.scatter(
+            [getattr(rec, cost)],
+            [rec.ndcg_at_10],
+            marker="*",
+            s=200,
+            color="red",
+            label=f"recommended: {rec.name}"
+            + (f" (chosen on {result.chosen_on})" if result.chosen_on else ""),
+        )
+        ax.axhline(floor, linestyle=":", color="red", linewidth=1)
+        ax.set_xlabel(label)
+        if cost == "bytes_per_doc":
+            ax.set_xscale("log")
+    axes[0].set_ylabel(f"nDCG@10 ({result.split})")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"two-stage Matryoshka search: quality vs cost (dotted: -{result.tolerance:.0%})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_plan(
+    result: PlanResult,
+    out: str | Path,
+    plot_dir: str | Path | None = None,
+    markdown: bool = True,
+) -> list[Path]:
+    """Write ``plan.md`` (unless not ``markdown``) and ``plan.json`` into the folder ``out``, and
+    ``plan.png`` into ``plot_dir`` (default: ``out``); returns the paths written.
+
+    Example:
+        >>> write_plan(result, "runs/scifact/metrics", plot_dir="runs/scifact/plots", markdown=False)  # doctest: +SKIP
+    """
+    folder, plots = Path(out), Path(plot_dir or out)
+    for path in (folder, plots):
+        path.mkdir(parents=True, exist_ok=True)
+    written = []
+    if markdown:
+        written.append(folder / "plan.md")
+        written[-1].write_text(render_plan(result), encoding="utf-8")
+    written.append(folder / "plan.json")
+    written[-1].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return [*written, _plot(result, plots / "plan.png")]

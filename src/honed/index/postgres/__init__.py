@@ -1,0 +1,1 @@
+"""The PostgreSQL + pgvector backend of an index."""

@@ -1,0 +1,1 @@
+"""Training rows: hard negatives, self-supervised pairs, generated queries."""

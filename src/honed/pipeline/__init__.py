@@ -1,0 +1,1 @@
+"""``honed run`` and the single-stage commands: config, results, stages, runner, resources."""

@@ -1,0 +1,365 @@
+"""The pipeline's stages as functions of their own (``honed evaluate``, ``mine``, ``train``, ``report``).
+
+``evaluate_model``, ``mine`` and ``train`` also run as several processes under ``torchrun``:
+training through DDP, evaluation and mining by splitting the encoding across the processes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from honed.data.beir import load_beir
+from honed.data.pairs import load_pairs
+from honed.encoding.dims import matryoshka_dims
+from honed.encoding.distributed import (
+    barrier,
+    is_main_process,
+    log_encode,
+    on_main_process,
+    process_device,
+    process_group,
+)
+from honed.encoding.encoder import (
+    EmbeddingCache,
+    Precision,
+    embedding_dim,
+    encode_texts,
+    load_model,
+    resolve_device,
+    resolve_model_name,
+)
+from honed.encoding.rotation import add_rotation, pca_rotation
+from honed.evaluation.runs import bm25_metrics, bm25_runs, dense_metrics, dense_runs
+from honed.files import write_json
+from honed.mining.hard_negatives import (
+    MinedRow,
+    MiningConfig,
+    MiningReport,
+    mine_hard_negatives,
+    read_mined,
+    write_mined,
+)
+from honed.pipeline.results import RunResult
+from honed.training.sampler import positives_by_query
+from honed.training.trainer import TrainConfig, TrainResult, train_model
+from honed.types import SplitMetrics
+
+#: Documents that stand for the corpus when `train` fits the rotation (plenty for a 1k-dim PCA).
+ROTATION_SAMPLE = 20_000
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+__all__ = [
+    "compare_systems",
+    "evaluate_model",
+    "mine",
+    "read_trec_run",
+    "rerender_report",
+    "train",
+]
+
+
+def evaluate_model(
+    model: str,
+    data: str | Path,
+    split: str = "test",
+    dims: Sequence[int] | None = None,
+    bm25: bool = False,
+    device: str = "auto",
+    precision: Precision | str = Precision.AUTO,
+    trust_remote_code: bool = False,
+    batch_size: int = 64,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics of ``model`` (and BM25) on one split: system -> dim -> metric -> value.
+
+    Under ``torchrun`` each process encodes its share of the corpus and queries (``batch_size``
+    texts per forward pass), the first one computes the metrics, and every process returns them.
+
+    Example:
+        >>> evaluate_model("runs/scifact/model", "data/scifact")["dense"]["384"]["ndcg@10"]
+        0.73...
+    """
+    beir = load_beir(data)
+    qrels = beir.split(split)
+    device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    with process_group(device):
+        st_model = load_model(resolve_model_name(model), device, trust_remote_code)
+        dims = tuple(dims or matryoshka_dims(embedding_dim(st_model)))
+        cache = _launch_cache(precision, batch_size)
+        doc_ids = list(beir.corpus)
+        doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+        doc_emb = _encode(cache, st_model, doc_texts, "corpus", show_progress_bar=True)
+        qids = sorted(qrels)
+        queries = [beir.queries[q] for q in qids]
+        q_emb = dict(zip(qids, _encode(cache, st_model, queries, "queries")))
+
+        def metrics() -> dict[str, dict[str, dict[str, float]]]:
+            out: dict[str, SplitMetrics] = {
+                "dense": dense_metrics(q_emb, doc_emb, doc_ids, {split: qrels}, dims)
+            }
+            if bm25:
+                out["bm25"] = bm25_metrics(beir, doc_ids, doc_texts, {split: qrels})
+            return {system: values[split] for system, values in out.items()}
+
+        return on_main_process(metrics)
+
+
+def _launch_cache(precision: Precision | str, batch_size: int) -> EmbeddingCache:
+    """The cache of one command: under ``torchrun`` each of its calls is split across processes.
+
+    Every process of the launch makes the same calls with the same texts, which is what a split
+    needs, so even small calls are split (the default threshold guards library callers).
+    """
+    return EmbeddingCache(batch_size=batch_size, precision=precision, split_min_texts=1)
+
+
+def _encode(
+    cache: EmbeddingCache,
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    label: str,
+    show_progress_bar: bool = False,
+) -> np.ndarray:
+    """``cache.encode``, its counts logged under ``label`` when ``$HONED_LOG_ENCODE`` is set."""
+    before = asdict(cache.stats)
+    vectors = cache.encode(model, texts, show_progress_bar=show_progress_bar)  # (n, dim)
+    log_encode(label, {key: value - before[key] for key, value in asdict(cache.stats).items()})
+    return vectors
+
+
+def _refuse_existing(path: Path, overwrite: bool, model_folder: bool = False) -> None:
+    """Refuse an existing output unless ``overwrite``; a folder is only replaced if it is a model."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path}: exists; fix: pass --overwrite to replace it, or choose another --out"
+        )
+    if (
+        model_folder
+        and path.is_dir()
+        and any(path.iterdir())
+        and not (path / "modules.json").is_file()
+    ):
+        raise FileExistsError(
+            f"{path}: not a sentence-transformers model folder (no modules.json), so --overwrite "
+            "will not delete it; fix: choose a new or empty --out folder"
+        )
+
+
+def mine(
+    data: str | Path,
+    out: str | Path,
+    base_model: str = "all-MiniLM-L6-v2",
+    split: str = "train",
+    config: MiningConfig | None = None,
+    device: str = "auto",
+    precision: Precision | str = Precision.AUTO,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+    batch_size: int = 64,
+) -> MiningReport:
+    """Mine hard negatives for every positive pair of ``split`` and write ``out`` (JSON lines).
+
+    The mining report is written beside it as ``mining_report.json``. Under ``torchrun`` each
+    process encodes its share of the corpus and queries (``batch_size`` texts per forward pass),
+    the first one mines and writes the files, and every process returns that report.
+    """
+    out = Path(out)
+    _refuse_existing(out, overwrite)
+    beir = load_beir(data)
+    positives = beir.positives(split)
+    device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    with process_group(device):
+        model = load_model(resolve_model_name(base_model), device, trust_remote_code)
+        cache = _launch_cache(precision, batch_size)
+        doc_ids = list(beir.corpus)
+        doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+        doc_emb = _encode(cache, model, doc_texts, "corpus", show_progress_bar=True)
+        qids = sorted(positives)
+        q_emb = _encode(cache, model, [beir.queries[q] for q in qids], "queries")
+
+        def mine_and_write() -> MiningReport:
+            result = mine_hard_negatives(
+                positives, beir.queries, doc_ids, doc_texts, q_emb, doc_emb, config
+            )
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_mined(result.rows, out)
+            write_json(out.with_name("mining_report.json"), asdict(result.report))
+            return result.report
+
+        return on_main_process(mine_and_write)
+
+
+def _rows_from_file(path: Path) -> tuple[MinedRow, ...]:
+    """mined.jsonl rows, or a pair file turned into rows (ids are line numbers)."""
+    if path.suffix == ".jsonl":
+        first = path.read_text(encoding="utf-8", errors="replace").lstrip().split("\n", 1)[0]
+        try:
+            is_mined = first and "positive_id" in json.loads(first)
+        except (ValueError, TypeError, RecursionError):
+            is_mined = False  # not a mined file: load_pairs reports the bad line with file:line
+        if is_mined:
+            return read_mined(path)
+    pairs = load_pairs(path)
+    with_neg = {len(p.negatives) > 0 for p in pairs}
+    if len(with_neg) > 1:
+        raise ValueError(
+            f"{path}: some rows have negatives and some do not; fix: give every row a negative, or none "
+            "(then only in-batch negatives are used)"
+        )
+    return tuple(
+        MinedRow(
+            query_id=str(i),
+            query=p.query,
+            positive_id=str(i),
+            positive=p.positive,
+            positive_score=float("nan"),
+            negative_ids=tuple(f"{i}-{j}" for j in range(len(p.negatives))),
+            negatives=p.negatives,
+            negative_scores=tuple(float("nan") for _ in p.negatives),
+        )
+        for i, p in enumerate(pairs, start=1)
+    )
+
+
+def train(
+    rows: str | Path,
+    out: str | Path,
+    base_model: str = "all-MiniLM-L6-v2",
+    config: TrainConfig | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+) -> TrainResult:
+    """Fine-tune ``base_model`` on mined rows or a pair file and save it to ``out``.
+
+    Without a dev split there is no checkpoint selection: the last epoch is saved. ``honed run``
+    does the selection on a dev split carved from the training data. For the same reason
+    ``config.remine_epochs`` does not apply here (the second round needs a corpus and a dev
+    split); ``config.rotate`` fits the rotation on the rows' documents.
+
+    Runs as several processes under ``torchrun`` / ``accelerate launch`` (DDP): each process
+    trains on its share of the rows, and only the first one (rank 0) writes ``out``.
+    """
+    out = Path(out)
+    _refuse_existing(out, overwrite, model_folder=True)
+    training_rows = _rows_from_file(Path(rows))
+    config = config or TrainConfig()
+    device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    model = load_model(resolve_model_name(base_model), device, trust_remote_code)
+    guide = (
+        load_model(resolve_model_name(base_model), device, trust_remote_code)
+        if config.loss.value == "gist"
+        else None
+    )
+    if config.rotate:  # no corpus here: (a sample of) the rows' documents stand for it
+        docs = sorted({t for r in training_rows for t in (r.positive, *r.negatives)})
+        if len(docs) > ROTATION_SAMPLE:
+            docs = random.Random(config.seed).sample(docs, ROTATION_SAMPLE)
+        add_rotation(model, pca_rotation(encode_texts(model, docs)))
+    result = train_model(
+        model,
+        training_rows,
+        config,
+        out.with_name(out.name + ".checkpoints"),
+        None,
+        guide,
+        # Without qrels, a query's known positives are those of its rows in the file.
+        positives=positives_by_query(training_rows),
+    )
+    if is_main_process():  # DDP keeps the weights identical: one process writes them
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(str(tmp))  # then rename: a half-written model never looks finished
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    barrier()  # no process reports success before the model exists
+    return result
+
+
+def rerender_report(run_dir: str | Path) -> Path:
+    """Rebuild ``report.md`` and the plots from ``RUN_DIR/report.json``."""
+    from honed.report.markdown import write_report
+
+    run_dir = Path(run_dir)
+    path = run_dir / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no such file; fix: point at a finished `honed run` folder"
+        )
+    return write_report(RunResult(**json.loads(path.read_text(encoding="utf-8"))), run_dir)
+
+
+def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """A TREC run file (``qid Q0 docid rank score tag``) as a Run.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a line without 6 columns or with a non-numeric score (names file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such run file")
+    run: dict[str, dict[str, float]] = {}
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            qid, _, doc_id, _, score = fields[:5]
+            run.setdefault(qid, {})[doc_id] = float(score)
+        except ValueError as err:
+            raise ValueError(
+                f"{path}:{line_no}: expected 'qid Q0 docid rank score tag', got {line[:80]!r}; "
+                "fix: write the run in TREC format"
+            ) from err
+    return run
+
+
+def compare_systems(
+    data: str | Path,
+    systems: Sequence[str],
+    split: str = "test",
+    bm25: bool = False,
+    n_resamples: int = 10_000,
+    seed: int = 42,
+    device: str = "auto",
+    precision: Precision | str = Precision.AUTO,
+) -> list[dict[str, Any]]:
+    """Paired significance between models and/or TREC run files on one split (every pair).
+
+    ``systems``: model folders or hub ids (retrieved at full dim, top 100), or ``.trec``/``.run``
+    files. Returns one dict per (pair, metric) with the statistics and a one-line sentence.
+    """
+    from honed.evaluation.significance import compare
+
+    beir = load_beir(data)
+    qrels = beir.split(split)
+    qids = sorted(qrels)
+    doc_ids = list(beir.corpus)
+    doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+    runs: dict[str, Any] = {}
+    for name in systems:
+        if Path(name).suffix in (".trec", ".run", ".txt"):
+            runs[name] = read_trec_run(name)
+            continue
+        model = load_model(resolve_model_name(name), device)
+        cache = EmbeddingCache(precision=precision)
+        q_emb = dict(zip(qids, cache.encode(model, [beir.queries[q] for q in qids])))
+        docs = cache.encode(model, doc_texts, show_progress_bar=True)
+        runs[name] = dense_runs(q_emb, docs, doc_ids, {split: qrels}, [embedding_dim(model)])[
+            split
+        ][str(embedding_dim(model))]
+    if bm25:
+        runs["bm25"] = bm25_runs(beir, doc_ids, doc_texts, {split: qrels})[split]["bm25"]
+    if len(runs) < 2:
+        raise ValueError(f"systems: expected at least two to compare, got {len(runs)}")
+    tests = compare(qrels, runs, n_resamples=n_resamples, seed=seed)
+    return [{**asdict(t), "sentence": t.sentence()} for t in tests]

@@ -1,0 +1,27 @@
+"""What ``honed run`` returns and ``report.json`` holds: the types that ``report/`` reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from honed.types import SplitMetrics
+
+__all__ = ["RunResult"]
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of ``honed run``; ``report.json`` is this, serialised."""
+
+    run_dir: str
+    config: dict[str, Any]
+    data: dict[str, Any]
+    metrics: dict[str, SplitMetrics]  # system (base, bm25, tuned, hybrid) -> split -> dim -> metric
+    mining: dict[str, Any]
+    training: dict[str, Any]
+    timings: dict[str, float]
+    encode_stats: dict[str, int]
+    verdict: dict[str, Any]
+    environment: dict[str, str]
+    evidence: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)  # the budget planner; {} in older runs

@@ -1,0 +1,95 @@
+"""The run folder: creating it safely, and what it records about the data and the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from honed.data.beir import BeirData
+from honed.files import sha256_file
+from honed.types import Qrels
+
+__all__ = ["data_summary", "environment", "prepare_run_dir"]
+
+def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
+    """Create the run folder; refuse to touch an existing one unless ``overwrite`` and it is honed's.
+
+    Raises:
+        FileExistsError: the folder exists and is not empty (names the fix), or ``overwrite`` was
+            given for a folder that is not a honed run folder (nothing is deleted then).
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out}: run folder exists and is not empty; fix: pass --overwrite to replace it, "
+                "or choose another --out"
+            )
+        config = out / "config.json"
+        text = config.read_text(encoding="utf-8", errors="replace") if config.is_file() else ""
+        if "honed_version" not in text:
+            raise FileExistsError(
+                f"{out}: not a honed run folder (no honed config.json), so --overwrite will not "
+                "delete it; fix: choose a new or empty --out folder"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+
+def _count(qrels: Qrels) -> dict[str, int]:
+    return {
+        "queries": len(qrels),
+        "pairs": sum(1 for d in qrels.values() for s in d.values() if s >= 1),
+        "queries_without_positive": sum(
+            1 for d in qrels.values() if not any(s >= 1 for s in d.values())
+        ),
+    }
+
+
+
+def data_summary(
+    data: BeirData, splits: Mapping[str, Qrels], dropped: Sequence[str]
+) -> dict[str, Any]:
+    root = Path(data.path)
+    candidates = [root / "corpus.jsonl", root / "queries.jsonl", *root.glob("qrels/*.tsv")]
+    files = sorted(p for p in candidates if p.is_file())
+    return {
+        "path": str(root.resolve()),
+        "documents": len(data.corpus),
+        "queries": len(data.queries),
+        "splits": {name: _count(q) for name, q in splits.items()},
+        "train_queries_dropped_as_leaked": sorted(dropped),
+        "warnings": list(data.warnings),
+        "files": {
+            str(p.relative_to(root)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in files
+        },
+    }
+
+
+
+def environment() -> dict[str, str]:
+    """Library versions and machine facts recorded in every run folder."""
+    import sentence_transformers
+    import torch
+    import transformers
+
+    from honed import __version__
+
+    return {
+        "honed": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+    }

@@ -1,0 +1,136 @@
+"""The run's verdict: did fine-tuning clear the baseline and BM25, and what to deploy.
+
+Decided on dev; test is reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from honed.training.trainer import TrainResult
+from honed.types import SplitMetrics
+
+__all__ = ["make_verdict", "training_dict"]
+
+def training_dict(result: TrainResult, base: SplitMetrics, dims: Sequence[int]) -> dict[str, Any]:
+    """The training result with the untuned model's dev scores as epoch 0 of the curve."""
+    full = str(max(dims))
+    epoch0 = {"epoch": 0.0, "dev_ndcg@10": base["dev"][full]["ndcg@10"]}
+    for dim in dims:
+        if str(dim) != full:
+            epoch0[f"dev_ndcg@10@{dim}d"] = base["dev"][str(dim)]["ndcg@10"]
+    d = asdict(result)
+    d["curve"] = [epoch0, *d["curve"]]
+    return d
+
+
+
+def _hybrid_verdict(
+    metrics: Mapping[str, SplitMetrics],
+    full: str,
+    model: str,
+    stat: Mapping[tuple[str, str, str], Mapping[str, Any]],
+    fusion: Mapping[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """Which of dense / BM25 / hybrid to deploy, decided on dev nDCG@10, and the sentence saying so.
+
+    ``dense`` is the recommended model (``model``: tuned or base) at full dim. On a dev tie the
+    simpler system wins: dense, then BM25 (one index each), then hybrid (needs both).
+    """
+    scores = {
+        split: {
+            "dense": metrics[model][split][full]["ndcg@10"],
+            "bm25": metrics["bm25"][split]["bm25"]["ndcg@10"],
+            "hybrid": metrics["hybrid"][split]["hybrid"]["ndcg@10"],
+        }
+        for split in ("dev", "test")
+    }
+    dev, test = scores["dev"], scores["test"]
+    deploy = max(dev, key=lambda name: dev[name])  # first of the tied: dense, bm25, hybrid
+    how = f" ({fusion['method']}, dense weight {fusion['weight']:g})" if fusion else ""
+    quoted = [
+        f"vs {label} {t['sentence']}"
+        for label, pair in (("tuned", (f"tuned@{full}", "hybrid")), ("BM25", ("bm25", "hybrid")))
+        if (t := stat.get((*pair, "ndcg@10")))
+    ]
+    sentence = (
+        f"Deploy {deploy} retrieval (decided on dev nDCG@10: dense {dev['dense']:.3f}, BM25 "
+        f"{dev['bm25']:.3f}, hybrid{how} {dev['hybrid']:.3f}); on test hybrid {test['hybrid']:.3f}"
+        + (
+            f": {'; '.join(quoted)}."
+            if quoted
+            else f" vs dense {test['dense']:.3f}, BM25 {test['bm25']:.3f}."
+        )
+    )
+    return sentence, {"deploy": deploy, "dense_model": model, "ndcg10": scores}
+
+
+
+def make_verdict(
+    metrics: Mapping[str, SplitMetrics],
+    dims: Sequence[int],
+    result: Any,
+    tests: Sequence[Mapping[str, Any]] = (),
+    fusion: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Did fine-tuning clear the baseline and BM25? Decided on dev; test is reported, not used to choose.
+
+    With a ``"hybrid"`` system in ``metrics`` (and ``fusion``, the chosen
+    :class:`~honed.retrieval.fusion.FusionChoice` as a dict), one more sentence says which of dense, BM25 and
+    hybrid to deploy (``verdict["retrieval"]``; None without hybrid).
+    """
+    full = str(max(dims))
+    base_dev = metrics["base"]["dev"][full]["ndcg@10"]
+    tuned_dev = metrics["tuned"]["dev"][full]["ndcg@10"]
+    base_test = metrics["base"]["test"][full]["ndcg@10"]
+    tuned_test = metrics["tuned"]["test"][full]["ndcg@10"]
+    bm25_test = metrics["bm25"]["test"]["bm25"]["ndcg@10"] if "bm25" in metrics else None
+    recommend = "tuned" if tuned_dev > base_dev else "base"
+    stat = {(t["system_a"], t["system_b"], t["metric"]): t for t in tests}
+    lines = []
+    if recommend == "base":
+        lines.append(
+            f"Fine-tuning did NOT help on dev (nDCG@10 {tuned_dev:.3f} tuned vs {base_dev:.3f} "
+            "base): keep the base model."
+        )
+    else:
+        lines.append(
+            f"Fine-tuning helped on dev: nDCG@10 {base_dev:.3f} -> {tuned_dev:.3f} "
+            f"({tuned_dev - base_dev:+.3f})."
+        )
+    vs_base = stat.get((f"base@{full}", f"tuned@{full}", "ndcg@10"))
+    lines.append(
+        f"On test: tuned {tuned_test:.3f} vs base {base_test:.3f}"
+        + (f": {vs_base['sentence']}." if vs_base else f" ({tuned_test - base_test:+.3f}).")
+    )
+    if bm25_test is not None:
+        word = "beats" if tuned_test > bm25_test else "does not beat"
+        vs_bm25 = stat.get(("bm25", f"tuned@{full}", "ndcg@10"))
+        lines.append(
+            f"The tuned model {word} BM25 on test ({tuned_test:.3f} vs {bm25_test:.3f}"
+            + (f"; {vs_bm25['sentence']})." if vs_bm25 else ").")
+        )
+    small = [d for d in dims if metrics["tuned"]["test"][str(d)]["ndcg@10"] >= base_test]
+    if small:
+        best = metrics["tuned"]["test"][str(min(small))]["ndcg@10"]
+        lines.append(
+            f"Smallest tuned dim at least as good as the untuned model at {full} dims: "
+            f"{min(small)} ({best:.3f} vs {base_test:.3f})."
+        )
+    retrieval = None
+    if "hybrid" in metrics and "bm25" in metrics:
+        sentence, retrieval = _hybrid_verdict(metrics, full, recommend, stat, fusion)
+        lines.append(sentence)
+    return {
+        "recommendation": recommend,
+        "base_dev_ndcg10": base_dev,
+        "tuned_dev_ndcg10": tuned_dev,
+        "base_test_ndcg10": base_test,
+        "tuned_test_ndcg10": tuned_test,
+        "bm25_test_ndcg10": bm25_test,
+        "best_epoch": result.best_epoch,
+        "retrieval": retrieval,
+        "sentences": lines,
+    }

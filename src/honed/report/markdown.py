@@ -1,0 +1,490 @@
+"""Markdown, JSON and plots from a :class:`~honed.pipeline.config.RunResult`; nothing here computes metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from honed.pipeline.results import RunResult
+
+__all__ = ["metrics_table", "render_markdown", "write_model_card", "write_plots", "write_report"]
+
+COLUMNS = ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10", "recall@100", "map@100")
+HEADERS = ("nDCG@10", "MRR@10", "R@1", "R@5", "R@10", "R@100", "MAP@100")
+
+
+def _dims(metrics: Mapping[str, Any], split: str) -> list[str]:
+    return sorted(metrics["base"][split], key=int, reverse=True)
+
+
+def metrics_table(metrics: Mapping[str, Any], split: str) -> str:
+    """A markdown table of every system at every dim on ``split``; tuned rows show the change vs base."""
+    lines = [
+        "| system | dim | " + " | ".join(HEADERS) + " |",
+        "|---|---:|" + "---:|" * len(HEADERS),
+    ]
+    if "bm25" in metrics:
+        row = metrics["bm25"][split]["bm25"]
+        lines.append("| BM25 | - | " + " | ".join(f"{row[c]:.4f}" for c in COLUMNS) + " |")
+    for dim in _dims(metrics, split):
+        base = metrics["base"][split][dim]
+        lines.append(f"| base | {dim} | " + " | ".join(f"{base[c]:.4f}" for c in COLUMNS) + " |")
+    if "tuned" in metrics:
+        for dim in _dims(metrics, split):
+            base, tuned = metrics["base"][split][dim], metrics["tuned"][split][dim]
+            cells = [f"**{tuned[c]:.4f}** ({tuned[c] - base[c]:+.3f})" for c in COLUMNS]
+            lines.append(f"| tuned | {dim} | " + " | ".join(cells) + " |")
+    if "hybrid" in metrics:  # tuned at full dim fused with BM25: see the hybrid section
+        row = metrics["hybrid"][split]["hybrid"]
+        lines.append("| hybrid | - | " + " | ".join(f"{row[c]:.4f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _hybrid_section(run: RunResult) -> str:
+    """Chosen fusion, the test comparisons with its parts, and which retrieval to deploy."""
+    fusion, retrieval = run.evidence["fusion"], run.verdict.get("retrieval")
+    full = str(max(int(d) for d in run.metrics["tuned"]["test"]))
+    tests = {
+        (t["system_a"], t["system_b"]): t
+        for t in run.evidence["test"]["tests"]
+        if t["metric"] == "ndcg@10"
+    }
+    methods = ", ".join(dict.fromkeys(g["method"] for g in fusion["grid"]))
+    lines = [
+        f"The tuned model at {full} dims fused with BM25. Method and dense weight chosen on dev "
+        f"nDCG@10 over {len(fusion['grid'])} settings ({methods} x dense weight): "
+        f"**{fusion['method']}, dense weight {fusion['weight']:g}** (BM25 "
+        f"{1 - fusion['weight']:g}), dev nDCG@10 {fusion['dev_ndcg10']:.4f}.",
+        "",
+    ]
+    for label, key in (("tuned (dense)", f"tuned@{full}"), ("BM25", "bm25")):
+        if (key, "hybrid") in tests:
+            lines.append(f"- Test, hybrid vs {label}: {tests[(key, 'hybrid')]['sentence']}.")
+    if retrieval:
+        dev = retrieval["ndcg10"]["dev"]
+        lines.append(
+            f"\nDeploy: **{retrieval['deploy']}** (dev nDCG@10: dense ({retrieval['dense_model']}) "
+            f"{dev['dense']:.4f}, BM25 {dev['bm25']:.4f}, hybrid {dev['hybrid']:.4f}; decided on "
+            "dev, test reported only)."
+        )
+    return "## Hybrid (dense + BM25)\n\n" + "\n".join(lines)
+
+
+def _plan_section(run: RunResult) -> str:
+    """The budget planner: test table, Pareto plot and the configuration chosen on dev."""
+    from honed.index.planner import PlanResult, render_plan
+
+    plan = run.plan
+    title = "## Deployment: shortlist dim x precision\n\n"
+    if "skipped" in plan:
+        return title + f"Not measured: {plan['skipped']}."
+    test = PlanResult.from_dict(plan["test"])
+    dev_ref, dev_rec, rec = plan["dev"]["reference"], plan["dev"]["recommended"], test.recommended
+    intro = (
+        "The tuned model's corpus and test query embeddings from the evaluation above: a shortlist "
+        "on the first d dims at a fast-tier precision, re-ranked at full dim, and exact search at "
+        f"each dim. The recommendation is chosen on dev ({plan['dev']['n_queries']} queries; "
+        f"there {dev_rec['name']} scored nDCG@10 {dev_rec['ndcg_at_10']:.4f} vs "
+        f"{dev_ref['ndcg_at_10']:.4f} for {dev_ref['name']}); the table is test, measured once "
+        f"({plan['seconds']:.1f} s for both splits)."
+    )
+    if rec.exact:
+        deploy = f"Deploy: exact {rec.shortlist_dim}-dim search, no shortlist."
+    else:
+        deploy = (
+            f"Deploy: `honed index {run.run_dir}/model {run.data['path']} --out index "
+            f"--shortlist-dim {rec.shortlist_dim} --precision {rec.precision.value}`, then search "
+            f"with `--shortlist {rec.shortlist}`."
+        )
+    plot = "![nDCG@10 vs bytes per document and latency](plots/plan.png)"
+    return title + "\n\n".join([intro, render_plan(test).rstrip(), plot, deploy])
+
+
+def _mining_table(mining: Mapping[str, Any]) -> str:
+    rows = [
+        ("training pairs", mining["pairs"]),
+        ("training queries", mining["queries"]),
+        ("negatives per pair", mining["num_negatives"]),
+        ("candidates seen", mining["candidates_seen"]),
+        ("dropped: known positive", mining["dropped_known_positive"]),
+        ("dropped: same text as a positive", mining["dropped_duplicate_text"]),
+        ("dropped: above the positive-aware margin", mining["dropped_margin"]),
+        ("pairs filled from deeper in the ranking", mining["pairs_filled_from_deeper"]),
+        ("pairs kept with fewer than N negatives", mining["pairs_short"]),
+        ("pairs with no negative at all (not trained on)", mining["pairs_without_negatives"]),
+    ]
+    out = ["| | count |", "|---|---:|", *[f"| {k} | {v} |" for k, v in rows]]
+    pos, neg = mining["positive_score_quantiles"], mining["negative_score_quantiles"]
+    if pos and neg:
+        out += ["", "| score quantile | " + " | ".join(pos) + " |", "|---|" + "---:|" * len(pos)]
+        out.append("| positives | " + " | ".join(f"{v:.3f}" for v in pos.values()) + " |")
+        out.append("| kept negatives | " + " | ".join(f"{v:.3f}" for v in neg.values()) + " |")
+    return "\n".join(out)
+
+
+def _curve_table(training: Mapping[str, Any]) -> str:
+    curve = training["curve"]
+    keys = [k for k in curve[0] if k != "epoch"]
+    lines = ["| epoch | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
+    for point in curve:
+        mark = " (kept)" if point["epoch"] == training["best_epoch"] and point["epoch"] > 0 else ""
+        lines.append(
+            f"| {point['epoch']:g}{mark} | "
+            + " | ".join(f"{point.get(k, float('nan')):.4f}" for k in keys)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def render_markdown(run: RunResult) -> str:
+    """The whole ``report.md``: verdict first, then tables, plots, mining, training, data, timings."""
+    data, training, timings = run.data, run.training, run.timings
+    sections = [
+        f"# honed run report: `{Path(data['path']).name}`",
+        "## Verdict\n\n" + "\n".join(f"- {s}" for s in run.verdict["sentences"]),
+        f"Recommendation: **{run.verdict['recommendation']} model**"
+        + (
+            f" (`{run.run_dir}/model`)"
+            if run.verdict["recommendation"] == "tuned"
+            else f" (`{run.config['base_model']}`)"
+        ),
+        "## Test split (held out, used only here)\n\n" + metrics_table(run.metrics, "test"),
+        "## Dev split (carved from training data; model selection)\n\n"
+        + metrics_table(run.metrics, "dev"),
+        "![nDCG@10 vs dimension](plots/ndcg_vs_dim.png)",
+        *([_hybrid_section(run)] if "fusion" in run.evidence and "hybrid" in run.metrics else []),
+        *([_plan_section(run)] if getattr(run, "plan", None) else []),  # older runs have none
+        "## Training\n\n"
+        f"{training['rows']} rows, {training['steps']} steps, {training['seconds'] / 60:.1f} min "
+        f"({training['rows_per_second']:.2f} rows/s, {training['precision']}), Matryoshka dims "
+        f"{', '.join(map(str, training['dims']))}. Epoch 0 is the untuned model; the epoch with the best "
+        f"dev nDCG@10 is kept (epoch {training['best_epoch']:g}).{_rotation_note(training)}\n\n"
+        + _curve_table(training),
+        "![training curve](plots/training_curve.png)",
+        *([_evidence_section(run.evidence)] if run.evidence else []),
+        "## Hard-negative mining\n\n" + _mining_table(run.mining),
+        "## Data\n\n" + _data_section(data),
+        "## Time per stage\n\n| stage | seconds |\n|---|---:|\n"
+        + "\n".join(f"| {k} | {v:.1f} |" for k, v in timings.items())
+        + f"\n| **total** | {sum(timings.values()):.1f} |\n\n"
+        f"Texts encoded: {run.encode_stats['encoded']} of {run.encode_stats['requested']} requested "
+        "(the rest came from the embedding cache: each text is encoded once per model).",
+        "## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in run.environment.items()),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _significance_table(tests: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| comparison | metric | mean A | mean B | B - A | 95% CI | p | wins / ties / losses |",
+        "|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for t in tests:
+        p = "< 0.001" if t["p_value"] < 0.001 else f"{t['p_value']:.3f}"
+        lines.append(
+            f"| {t['system_b']} vs {t['system_a']} | {t['metric']} | {t['mean_a']:.4f} | "
+            f"{t['mean_b']:.4f} | {t['delta']:+.4f} | [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] | "
+            f"{p} | {t['wins']} / {t['ties']} / {t['losses']} |"
+        )
+    return "\n".join(lines)
+
+
+def _changes_table(changes: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| query | nDCG@10 base -> tuned | first relevant rank | top document base / tuned |",
+        "|---|---|---|---|",
+    ]
+    for c in changes:
+        text = c["query"].replace("|", "/")[:90]
+        ranks = f"{c['first_relevant_rank_a'] or '>100'} -> {c['first_relevant_rank_b'] or '>100'}"
+        tops = (
+            f"{c['top_doc_a']}{' (relevant)' if c['top_doc_a_relevant'] else ''} / "
+            f"{c['top_doc_b']}{' (relevant)' if c['top_doc_b_relevant'] else ''}"
+        )
+        lines.append(
+            f"| {c['qid']}: {text} | {c['value_a']:.3f} -> {c['value_b']:.3f} | {ranks} | {tops} |"
+        )
+    return "\n".join(lines)
+
+
+def _leakage_section(leak: Mapping[str, Any]) -> str:
+    shared = leak["shared_positives"]
+    lines = [
+        f"Training (train + dev) vs test queries: {len(leak['exact'])} exact duplicates and "
+        f"{len(leak['near'])} near duplicates (character 5-gram Jaccard >= {leak['char_threshold']} "
+        f"or embedding cosine >= {leak['cosine_threshold']}).",
+    ]
+    if leak["allowed"]:
+        lines.append(
+            "**They were kept in training (--allow-leakage): the test metrics are NOT clean.**"
+        )
+    else:
+        lines.append(
+            f"{leak['dropped_from_training']} training queries were dropped from train/dev so "
+            "the test metrics stay clean."
+        )
+    lines.append(
+        f"\nSeen text: {shared['test_queries_with_a_training_positive']} of "
+        f"{shared['test_queries']} test queries have a relevant document that is also a training "
+        f"positive ({shared['test_positive_docs_seen_in_training']} of "
+        f"{shared['test_positive_docs']} relevant test documents). A shared corpus is normal; "
+        "this says how much of the test set is text the model was trained on."
+    )
+    pairs = list(leak["exact"]) + list(leak["near"])
+    if pairs:
+        lines += [
+            "",
+            "| train query | test query | kind | char sim | cosine |",
+            "|---|---|---|---:|---:|",
+        ]
+        for p in pairs[:15]:
+            cos = "-" if p["cosine"] is None else f"{p['cosine']:.3f}"
+            lines.append(
+                f"| {p['qid_a']}: {p['text_a'][:60]} | {p['qid_b']}: {p['text_b'][:60]} | "
+                f"{p['kind']} | {p['char_similarity']:.2f} | {cos} |"
+            )
+        if len(pairs) > 15:
+            lines.append(f"\n({len(pairs) - 15} more in metrics/evidence.json)")
+    return "\n".join(lines)
+
+
+def _evidence_section(evidence: Mapping[str, Any]) -> str:
+    test = evidence["test"]
+    shift = evidence["shift"]
+    parts = [
+        "## Significance (test split)\n\n"
+        f"Paired bootstrap 95% confidence intervals and paired randomization (sign-flip) tests, "
+        f"{test['n_resamples']} resamples, seed {test['seed']}.\n\n"
+        + _significance_table(test["tests"]),
+        "![per-query nDCG@10 change](plots/per_query_delta.png) "
+        "![rank of the first relevant document](plots/first_rank.png)",
+        "## Most improved test queries (tuned vs base, full dim)\n\n"
+        + _changes_table(test["improved"]),
+        "## Most regressed test queries\n\n" + _changes_table(test["regressed"]),
+        "## Leakage and overfitting checks\n\n" + _leakage_section(evidence["leakage"]),
+        f"Training curve: {evidence['overfitting_warning'] or 'no sign of overfitting (dev nDCG@10 did not fall while the training loss kept dropping).'}",
+        "Train vs test queries: mean length "
+        f"{shift['train_mean_words']:.1f} vs {shift['test_mean_words']:.1f} words, "
+        f"{shift['vocabulary_overlap']:.0%} of test query words occur in training queries"
+        + (
+            f", query-centroid cosine {shift['centroid_cosine']:.3f}"
+            if shift["centroid_cosine"] is not None
+            else ""
+        )
+        + ". "
+        + (" ".join(shift["warnings"]) or "They look like one population."),
+    ]
+    return "\n\n".join(parts)
+
+
+def _evidence_plots(evidence: Mapping[str, Any], folder: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    test = evidence["test"]
+    deltas = list(test["ndcg_delta"].values())
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(deltas, bins=40, color="tab:blue")
+    ax.axvline(0, color="black", linewidth=0.8)
+    better, worse = sum(d > 1e-9 for d in deltas), sum(d < -1e-9 for d in deltas)
+    ax.set_title(f"Per-query nDCG@10 change, tuned - base ({better} better, {worse} worse)")
+    ax.set_xlabel("nDCG@10 change")
+    ax.set_ylabel("test queries")
+    fig.tight_layout()
+    paths = [folder / "per_query_delta.png"]
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    pairs = [(a or 150, b or 150) for a, b in test["first_rank"].values()]
+    ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=10, alpha=0.5)
+    ax.plot([1, 150], [1, 150], color="grey", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("base: rank of first relevant (150 = not in top 100)")
+    ax.set_ylabel("tuned: rank of first relevant")
+    ax.set_title("Below the diagonal: tuned ranks it higher")
+    fig.tight_layout()
+    paths.append(folder / "first_rank.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def _data_section(data: Mapping[str, Any]) -> str:
+    lines = [
+        f"{data['documents']} documents, {data['queries']} queries.",
+        "",
+        "| split | queries | positive pairs | queries without positive |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in data["splits"].items():
+        lines.append(
+            f"| {name} | {s['queries']} | {s['pairs']} | {s['queries_without_positive']} |"
+        )
+    if data["train_queries_dropped_as_leaked"]:
+        lines.append(
+            f"\n{len(data['train_queries_dropped_as_leaked'])} training queries were also test queries "
+            "and were dropped from training."
+        )
+    lines += [f"- warning: {w}" for w in data["warnings"]]
+    return "\n".join(lines)
+
+
+def write_plots(run: RunResult, folder: Path) -> list[Path]:
+    """``ndcg_vs_dim.png`` and ``training_curve.png``; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, style in (("test", "-"), ("dev", ":")):
+        dims = [int(d) for d in _dims(run.metrics, split)][::-1]
+        for system in ("base", "tuned"):
+            if system in run.metrics:
+                ys = [run.metrics[system][split][str(d)]["ndcg@10"] for d in dims]
+                ax.plot(dims, ys, style, marker="o", label=f"{system} ({split})")
+        if "bm25" in run.metrics:
+            ax.axhline(
+                run.metrics["bm25"][split]["bm25"]["ndcg@10"],
+                linestyle=style,
+                color="grey",
+                label=f"BM25 ({split})",
+            )
+        if "hybrid" in run.metrics:
+            ax.axhline(
+                run.metrics["hybrid"][split]["hybrid"]["ndcg@10"],
+                linestyle=style,
+                color="tab:green",
+                label=f"hybrid ({split})",
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.set_xlabel("embedding dimension (Matryoshka prefix)")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title("Retrieval quality vs dimension")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    written.append(folder / "ndcg_vs_dim.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+    written.append(_training_plot(run.training, folder / "training_curve.png"))
+    if run.evidence:
+        written += _evidence_plots(run.evidence, folder)
+    return written
+
+
+def _training_plot(training: Mapping[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curve = training["curve"]
+    for key in [k for k in curve[0] if k.startswith("dev_ndcg@10")]:
+        ax.plot([c["epoch"] for c in curve], [c.get(key) for c in curve], marker="o", label=key)
+    ax.set_xlabel("epoch (0 = untuned)")
+    ax.set_ylabel("dev nDCG@10")
+    ax.grid(alpha=0.3)
+    losses = training["loss_curve"]
+    if losses:
+        twin = ax.twinx()
+        twin.plot(
+            [p["epoch"] for p in losses],
+            [p["loss"] for p in losses],
+            color="grey",
+            alpha=0.5,
+            label="train loss",
+        )
+        twin.set_ylabel("train loss")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Training curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_model_card(run: RunResult, model_dir: Path) -> Path:
+    """``model/README.md``: base model, data, settings and results, readable without honed."""
+    full = max(int(d) for d in run.metrics["tuned"]["test"])
+    test = run.metrics["tuned"]["test"]
+    card = [
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "tags: [sentence-transformers, retrieval, matryoshka, honed]",
+        "---",
+        "",
+        f"# Fine-tuned retrieval model for `{Path(run.data['path']).name}`",
+        "",
+        f"Fine-tuned from `{run.config['base_model']}` with honed {run.environment['honed']}.",
+        "",
+        "```python\nfrom sentence_transformers import SentenceTransformer\n"
+        f'model = SentenceTransformer("path/to/model", truncate_dim={full})  # or 256, 128, 64\n```',
+        "",
+        "## Data",
+        "",
+        f"{run.data['documents']} documents; training pairs {run.data['splits']['train']['pairs']}, "
+        f"dev queries {run.data['splits']['dev']['queries']}, test queries {run.data['splits']['test']['queries']}.",
+        "",
+        "## Training",
+        "",
+        f"Loss {run.training['config']['loss']} in MatryoshkaLoss (dims {', '.join(map(str, run.training['dims']))}), "
+        f"{run.mining['num_negatives']} mined hard negatives per pair, batch {run.training['config']['batch_size']}, "
+        f"lr {run.training['config']['learning_rate']}, epochs {run.training['config']['epochs']} "
+        f"(kept epoch {run.training['best_epoch']:g} by dev nDCG@10), seed {run.config['seed']}."
+        + _rotation_note(run.training),
+        "",
+        "## Results (held-out test split)",
+        "",
+        "| dim | nDCG@10 | Recall@10 | base nDCG@10 |",
+        "|---:|---:|---:|---:|",
+        *[
+            f"| {d} | {test[d]['ndcg@10']:.4f} | {test[d]['recall@10']:.4f} | "
+            f"{run.metrics['base']['test'][d]['ndcg@10']:.4f} |"
+            for d in sorted(test, key=int, reverse=True)
+        ],
+    ]
+    if "bm25" in run.metrics:
+        card += [
+            "",
+            f"BM25 on the same split: nDCG@10 {run.metrics['bm25']['test']['bm25']['ndcg@10']:.4f}.",
+        ]
+    path = model_dir / "README.md"
+    path.write_text("\n".join(card) + "\n", encoding="utf-8")
+    return path
+
+
+def _rotation_note(training: dict[str, Any]) -> str:
+    """What the report says of the corpus rotation and the re-mining round, when they ran."""
+    note = ""
+    if training.get("config", {}).get("rotate"):
+        note += (
+            " Training started from the base model rotated by the principal directions of its "
+            "corpus embeddings (an orthogonal Dense layer before Normalize: no full-dim score "
+            "changed at the start; the first dims began as the best linear truncation)."
+        )
+    second = training.get("round2")
+    if second:
+        note += (
+            f" A second round mined {second['rows']} rows again with the tuned model and trained "
+            f"{second['epochs']} more epoch(s) at lr {second['learning_rate']}: dev nDCG@10 "
+            f"{second['best_dev_ndcg10']:.4f} vs {second['first_round_dev_ndcg10']:.4f} after "
+            f"the first round, so it was {'kept' if second['kept'] else 'discarded'}."
+        )
+    return note
+
+
+def write_report(run: RunResult, out: Path, plots: Sequence[str] | None = None) -> Path:
+    """Write ``report.md``, ``plots/*.png`` and the model card; returns the report path."""
+    write_plots(run, out / "plots")
+    if (out / "model").is_dir() and "tuned" in run.metrics:
+        write_model_card(run, out / "model")
+    path = out / "report.md"
+    tmp = path.with_name("report.md.tmp")
+    tmp.write_text(render_markdown(run), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,1 @@
+"""Ranking documents for queries: exact dense search, BM25, fusion."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: config, dataset, losses, sampler, trainer."""
