@@ -17,11 +17,15 @@ $(BIN)/honed: pyproject.toml
 
 setup: $(BIN)/honed
 
+# The README's test command: lint (ruff, incl. complexity and no-print rules) and the test suite,
+# which also checks the import-linter layers and the package's shape (tests/test_architecture.py).
 test: setup
+	$(BIN)/ruff check src tests bench examples
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/lint-imports
 	$(BIN)/mypy src
 
 # The demo trains 2 epochs (default 5) so that it stays under 8 minutes on a 2-core CPU; every

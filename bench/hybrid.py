@@ -22,12 +22,13 @@ import numpy as np
 from honed.data.beir import load_beir
 from honed.data.splits import split_data
 from honed.encoding.encoder import EmbeddingCache, load_model
+from honed.evaluation.fusion_choice import choose_fusion
 from honed.evaluation.metrics import evaluate, per_query
 from honed.evaluation.runs import bm25_runs, dense_runs, metrics_of
 from honed.evaluation.significance import paired_test
 from honed.index.index import Index
 from honed.pipeline.config import RunConfig
-from honed.retrieval.fusion import FusionConfig, choose_fusion
+from honed.retrieval.fusion import FusionConfig
 
 DATA, RUN = sys.argv[1], sys.argv[2]
 data = load_beir(DATA)
@@ -48,9 +49,9 @@ q = dict(zip(qids, cache.encode(model, [data.queries[x] for x in qids])))
 dense = dense_runs(q, docs, ids, splits, [384])
 bm25 = bm25_runs(data, ids, texts, splits)
 choice = choose_fusion(dev, dense["dev"]["384"], bm25["dev"]["bm25"])
-fusion = FusionConfig(choice.method, choice.weight, source=f"dev of {RUN} (bench/hybrid.py)")
+fusion = FusionConfig(choice.method, choice.dense_weight, source=f"dev of {RUN} (bench/hybrid.py)")
 hyb = {s: {"hybrid": fusion.fuse(dense[s]["384"], bm25[s]["bm25"])} for s in splits}
-print("choice", choice.method, choice.weight, round(choice.dev_ndcg10, 4))
+print("choice", choice.method.value, choice.dense_weight, round(choice.dev_ndcg10, 4))
 for name, runs in (("dense", dense), ("bm25", bm25), ("hybrid", hyb)):
     m = metrics_of(runs, splits)
     print(name, {s: round(list(v.values())[0]["ndcg@10"], 4) for s, v in m.items()})

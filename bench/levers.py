@@ -107,7 +107,8 @@ def train_variant(
     run: Any, name: str, rows: list[Any], out: Path, save: bool = True, **overrides: Any
 ) -> Any:
     from honed.encoding.encoder import load_model
-    from honed.training.trainer import DevEvaluator, train_model
+    from honed.training.evaluator import DevEvaluator
+    from honed.training.trainer import train_model
 
     model = load_model(run.base_path, run.device)
     config = replace(run.config.training, **overrides)
@@ -171,7 +172,8 @@ def remine(
     """Second round: mine again with the tuned model (same filters), train it further on those rows."""
     from honed.data.splits import positives_only
     from honed.mining.hard_negatives import mine_hard_negatives
-    from honed.training.trainer import DevEvaluator, train_model
+    from honed.training.evaluator import DevEvaluator
+    from honed.training.trainer import train_model
 
     positives = positives_only(run.train)
     qids = sorted(positives)

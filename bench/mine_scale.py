@@ -21,7 +21,8 @@ import numpy as np
 
 
 def one(n_docs: int, n_queries: int, dim: int) -> dict[str, float]:
-    from honed.mining.hard_negatives import MiningConfig, mine_hard_negatives
+    from honed.mining.config import MiningConfig
+    from honed.mining.hard_negatives import mine_hard_negatives
 
     rng = np.random.default_rng(0)
     docs = rng.standard_normal((n_docs, dim), dtype=np.float32)

@@ -13,10 +13,10 @@ import argparse
 import time
 from dataclasses import replace
 
-from honed.mining.hard_negatives import MiningConfig
+from honed.mining.config import MiningConfig
 from honed.pipeline.config import RunConfig
 from honed.pipeline.runner import run_pipeline
-from honed.training.trainer import TrainConfig
+from honed.training.config import TrainConfig
 
 VARIANTS: dict[str, dict[str, dict[str, object]]] = {
     "default": {},

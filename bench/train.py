@@ -24,14 +24,13 @@ from honed.data.beir import load_beir
 from honed.data.splits import positives_only, split_data
 from honed.encoding.dims import matryoshka_dims
 from honed.encoding.encoder import EmbeddingCache, Precision, default_model_path, load_model
-from honed.mining.hard_negatives import MiningConfig, mine_hard_negatives
-from honed.training.trainer import (
-    DevEvaluator,
-    TrainConfig,
-    build_dataset,
-    build_loss,
-    train_model,
-)
+from honed.mining.config import MiningConfig
+from honed.mining.hard_negatives import mine_hard_negatives
+from honed.training.config import TrainConfig
+from honed.training.dataset import build_dataset
+from honed.training.evaluator import DevEvaluator
+from honed.training.losses import build_loss
+from honed.training.trainer import TrainRun, train_model
 
 
 def stock_train(rows, config: TrainConfig, out: Path):
@@ -112,7 +111,7 @@ def main() -> None:
             TrainConfig(epochs=args.epochs, precision=precision),
             args.out / name[:5],
             None,
-            show_progress_bar=False,
+            run=TrainRun(show_progress_bar=False),
         )
         results.append((name, result.seconds, dev_score(model)))
     n = len(rows) * args.epochs

@@ -12,22 +12,22 @@ __version__ = "0.1.0"
 # a subpackage never shadows a function (`honed.evaluate` stays the function).
 _EXPORTS = {
     # data
-    "BeirData": "honed.data.beir", "DataError": "honed.data.beir", "load_beir": "honed.data.beir",
+    "BeirData": "honed.data.beir", "DataError": "honed.data.errors", "load_beir": "honed.data.beir",
     "carve_dev": "honed.data.splits", "check_dataset": "honed.data.check",
     "TrainPair": "honed.data.pairs", "load_pairs": "honed.data.pairs",
     # encoding
     "EmbeddingCache": "honed.encoding.encoder", "load_model": "honed.encoding.encoder",
     "truncate": "honed.encoding.dims",
     # retrieval
-    "search": "honed.retrieval.dense", "BM25Retriever": "honed.retrieval.dense",
+    "search": "honed.retrieval.dense", "BM25Retriever": "honed.retrieval.bm25",
     "fuse": "honed.retrieval.fusion", "FusionConfig": "honed.retrieval.fusion",
     # evaluation
     "evaluate": "honed.evaluation.metrics", "per_query": "honed.evaluation.metrics",
     "compare": "honed.evaluation.significance", "evaluate_hybrid": "honed.evaluation.hybrid",
     # mining and training
-    "MiningConfig": "honed.mining.hard_negatives",
+    "MiningConfig": "honed.mining.config",
     "mine_hard_negatives": "honed.mining.hard_negatives",
-    "TrainConfig": "honed.training.trainer", "LossName": "honed.training.trainer",
+    "TrainConfig": "honed.training.config", "LossName": "honed.training.config",
     "train_model": "honed.training.trainer",
     # index
     "Index": "honed.index.index", "PgIndex": "honed.index.postgres.store",

@@ -10,6 +10,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from honed.cli.defaults import enum_values, field_default
+from honed.encoding.encoder import Precision
+from honed.index.options import BuildOptions
+from honed.index.planner import PlanGrid
+from honed.index.postgres.tables import DEFAULT_TABLE
+from honed.index.quantize import Quantization
+from honed.index.search import DEFAULT_SHORTLIST
+from honed.pipeline.config import RunConfig
+
 __all__ = [
     "INDEX_HANDLERS",
     "add_fusion_args",
@@ -22,11 +31,14 @@ __all__ = [
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """The --device, --precision and --trust-remote-code options every model command takes."""
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--device", default=field_default(RunConfig, "device"),
+        help="auto (cuda if present), cpu, cuda, cuda:N",
+    )
     p.add_argument(
         "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16"],
+        default=field_default(RunConfig, "precision"),
+        choices=enum_values(Precision, first=field_default(RunConfig, "precision")),
         help="matmul precision; auto = bf16 where the hardware runs it natively",
     )
     p.add_argument(
@@ -72,7 +84,7 @@ def fusion_from_args(args: argparse.Namespace) -> Any:
 def add_store_args(p: argparse.ArgumentParser, help_text: str) -> None:
     """--store postgresql://... and --table NAME (the PostgreSQL serving replica)."""
     p.add_argument("--store", metavar="postgresql://...", help=help_text)
-    p.add_argument("--table", default="honed_index", help="table in --store (honed_index)")
+    p.add_argument("--table", default=DEFAULT_TABLE, help=f"table in --store ({DEFAULT_TABLE})")
 
 
 def _upload(args: argparse.Namespace, index: Any) -> int:
@@ -99,8 +111,8 @@ def _upload(args: argparse.Namespace, index: Any) -> int:
 def _search_store(args: argparse.Namespace) -> int:
     """``honed search INDEX QUERY --store DSN``: the database, with INDEX's (or --model's) model."""
     from honed.encoding.encoder import encode_texts, load_model
-    from honed.index.index import read_info
     from honed.index.postgres.store import PgIndex, redact
+    from honed.index.store import read_info
 
     with PgIndex.open(args.store, table=args.table) as pg:  # unreachable: fails before the model
         if args.hybrid:
@@ -140,20 +152,39 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def add_index_parsers(sub: Any) -> None:
     """Add the ``index``, ``search`` and ``plan`` subcommands to ``sub``."""
+    _add_index(sub)
+    _add_search(sub)
+    _add_plan(sub)
+
+
+def _add_index(sub: Any) -> None:
     p = sub.add_parser("index", help="build a two-stage Matryoshka index of a corpus")
     p.add_argument("model", help="model folder or hub id ('all-MiniLM-L6-v2' = the bundled base)")
     p.add_argument("corpus", help="BEIR folder or corpus.jsonl")
     p.add_argument("--out", required=True, help="index folder to create")
-    p.add_argument("--shortlist-dim", type=int, default=128, help="dims of the fast tier (128)")
+    shortlist_dim = field_default(BuildOptions, "shortlist_dim")
+    p.add_argument(
+        "--shortlist-dim", type=int, default=shortlist_dim,
+        help=f"dims of the fast tier ({shortlist_dim})",
+    )
     p.add_argument(
         "--precision",
-        default="float32",
-        choices=["float32", "int8", "binary"],
+        default=field_default(BuildOptions, "precision"),
+        choices=enum_values(Quantization, first=field_default(BuildOptions, "precision")),
         help="fast-tier storage: 4, 1 or 1/8 byte per dim",
     )
-    p.add_argument("--batch-size", type=int, default=10_000, help="texts encoded per write")
-    p.add_argument("--encode-precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--batch-size", type=int, default=field_default(BuildOptions, "batch_size"),
+        help="texts encoded per write",
+    )
+    p.add_argument(
+        "--encode-precision", default=field_default(BuildOptions, "encode_precision"),
+        choices=enum_values(Precision, first=field_default(BuildOptions, "encode_precision")),
+    )
+    p.add_argument(
+        "--device", default=field_default(RunConfig, "device"),
+        help="auto (cuda if present), cpu, cuda, cuda:N",
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing index folder (and --table)"
     )
@@ -171,6 +202,8 @@ def add_index_parsers(sub: Any) -> None:
     )
     add_store_args(p, "then upload --out to this PostgreSQL + pgvector database (honed[pg])")
 
+
+def _add_search(sub: Any) -> None:
     p = sub.add_parser("search", help="search an index with a query text")
     p.add_argument("index", help="index folder from honed index")
     p.add_argument("query")
@@ -179,10 +212,13 @@ def add_index_parsers(sub: Any) -> None:
     p.add_argument(
         "--shortlist",
         type=int,
-        default=500,
-        help="candidates re-ranked at full dim (500: 99.7%% of the exact top-10 on SciFact)",
+        default=DEFAULT_SHORTLIST,
+        help=f"candidates re-ranked at full dim ({DEFAULT_SHORTLIST}: 99.7%% of the exact top-10 on SciFact)",
     )
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--device", default=field_default(RunConfig, "device"),
+        help="auto (cuda if present), cpu, cuda, cuda:N",
+    )
     p.add_argument("--hybrid", action="store_true", help="fuse with BM25 as recorded at index time")
     p.add_argument(
         "--exact-shortlist", action="store_true", help="scan short.npy even with an HNSW graph"
@@ -190,6 +226,8 @@ def add_index_parsers(sub: Any) -> None:
     p.add_argument("--ef-search", type=int, help="HNSW candidates searched (2 x --shortlist)")
     add_store_args(p, "search this PostgreSQL database instead of the folder (model: INDEX's)")
 
+
+def _add_plan(sub: Any) -> None:
     p = sub.add_parser("plan", help="choose shortlist dim, precision and size on a labelled split")
     p.add_argument("model", help="model folder or hub id")
     p.add_argument("data", help="BEIR folder")
@@ -200,18 +238,22 @@ def add_index_parsers(sub: Any) -> None:
     p.add_argument(
         "--precisions",
         type=lambda s: tuple(s.split(",")),
-        default=("float32", "int8", "binary"),
+        default=field_default(PlanGrid, "precisions"),
         help="fast-tier precisions to try",
     )
-    p.add_argument("--shortlists", type=_ints, default=(50, 100, 200), help="shortlist sizes")
+    p.add_argument(
+        "--shortlists", type=_ints, default=field_default(PlanGrid, "shortlists"),
+        help="shortlist sizes",
+    )
     p.add_argument("--out", help="folder for plan.md, plan.json and plan.png")
     add_model_args(p)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from honed.data.corpus import corpus_file, read_corpus
     from honed.encoding.encoder import load_model, resolve_model_name
-    from honed.index.build import corpus_file, partial_path, partial_rows
-    from honed.index.index import Index, read_corpus
+    from honed.index.index import Index
+    from honed.index.partial import partial_path, partial_rows
 
     fusion = fusion_from_args(args)  # before the model loads: a bad RUN_DIR fails at once
     corpus_file(args.corpus)  # so does a missing corpus
@@ -270,7 +312,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from honed.encoding.encoder import encode_texts, load_model
-    from honed.index.index import Index, read_info
+    from honed.index.index import Index
+    from honed.index.store import read_info
 
     if args.store:
         return _search_store(args)
@@ -315,7 +358,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from honed.index.planner import plan, render_plan, write_plan
+    from honed.index.plan_report import render_plan, write_plan
+    from honed.index.planner import plan
 
     result = plan(
         args.model,

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from honed.data.beir import DataError, _Issues, _load
+from honed.data.beir import read_beir
+from honed.data.errors import DataError, Issues
 from honed.types import Qrels
 
 # Enough to see the pattern; a file of bad lines would otherwise flood the terminal.
@@ -118,9 +119,9 @@ def check_dataset(path: str | Path) -> CheckReport:
         (True, 5183)
     """
     root = Path(path)
-    issues = _Issues(strict=False)
+    issues = Issues(strict=False)
     try:
-        data = _load(root, issues)
+        data = read_beir(root, issues)
     except (FileNotFoundError, DataError) as exc:
         empty = length_stats([])
         return CheckReport(root, 0, 0, (), empty, empty, tuple(issues.warnings),

@@ -1,9 +1,8 @@
-"""Leakage and distribution-shift checks between query sets (train or dev versus test).
+"""Leakage checks between query sets (train or dev versus test).
 
 A fine-tuned model scores well on test queries it has effectively seen: the same question
 twice, a paraphrase, or a test query whose relevant document was a training positive. These
-checks find such overlap, and warn when the test queries come from another population than the
-training queries, or when the dev curve falls while the training loss keeps dropping.
+checks find such overlap (:mod:`honed.data.shift` says whether the populations differ).
 
 Near duplicates are found by the Jaccard similarity of character 5-gram sets. Changing one
 6-letter word alters ~10 shingles on each side: a 100-character query keeps a Jaccard of ~0.8
@@ -16,16 +15,14 @@ of each in a fixed rarity order), so 1k x 1k queries need far fewer than 1M comp
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 SHINGLE_SIZE = 5
-_WORD_RE = re.compile(r"\w+")
 
 
 def normalize_text(text: str) -> str:
@@ -135,7 +132,7 @@ def _unit_rows(name: str, emb: np.ndarray, n: int) -> np.ndarray:
     return emb / norms
 
 
-def _check_embeddings(
+def check_embeddings(
     names: tuple[str, str],
     embs: tuple[np.ndarray | None, np.ndarray | None],
     sizes: tuple[int, int],
@@ -235,7 +232,7 @@ def find_duplicates(
     _check_threshold("char_threshold", char_threshold)
     _check_threshold("cosine_threshold", cosine_threshold)
     qids_a, qids_b = sorted(a), sorted(b)
-    embeddings = _check_embeddings(("emb_a", "emb_b"), (emb_a, emb_b), (len(a), len(b)))
+    embeddings = check_embeddings(("emb_a", "emb_b"), (emb_a, emb_b), (len(a), len(b)))
     norm_a = [normalize_text(a[q]) for q in qids_a]
     norm_b = [normalize_text(b[q]) for q in qids_b]
     shingles_a, shingles_b = [_shingles(t) for t in norm_a], [_shingles(t) for t in norm_b]
@@ -301,167 +298,3 @@ def shared_positives(
     }
 
 
-@dataclass(frozen=True)
-class ShiftReport:
-    """How far the test queries are from the training queries.
-
-    Attributes:
-        train_mean_words: mean words per training query.
-        test_mean_words: mean words per test query.
-        length_ratio: ``test_mean_words / train_mean_words``.
-        vocabulary_overlap: share of test word occurrences (lowercased) that also occur in the
-            training queries.
-        centroid_cosine: cosine between the mean training and mean test query embeddings, None
-            without embeddings.
-        warnings: one sentence per check outside its expected range (empty when none).
-    """
-
-    train_mean_words: float
-    test_mean_words: float
-    length_ratio: float
-    vocabulary_overlap: float
-    centroid_cosine: float | None
-    warnings: tuple[str, ...]
-
-
-def _words(text: str) -> list[str]:
-    """Lowercased word tokens."""
-    return _WORD_RE.findall(text.lower())
-
-
-def _centroid_cosine(emb_train: np.ndarray, emb_test: np.ndarray) -> float:
-    """Cosine between the row means of two embedding matrices."""
-    centroids = emb_train.mean(axis=0), emb_test.mean(axis=0)  # (dim,), (dim,)
-    norms = [float(np.linalg.norm(c)) for c in centroids]
-    if min(norms) == 0:
-        raise ValueError("an embedding centroid has zero norm: the mean of the embeddings is 0")
-    return float(centroids[0] @ centroids[1]) / (norms[0] * norms[1])
-
-
-def distribution_shift(
-    train: Mapping[str, str],
-    test: Mapping[str, str],
-    emb_train: np.ndarray | None = None,
-    emb_test: np.ndarray | None = None,
-) -> ShiftReport:
-    """Compare query length, vocabulary and (optionally) embedding centroids of two query sets.
-
-    Warnings are raised when the length ratio is outside ``[0.5, 2]``, the vocabulary overlap
-    is below 0.5 or the centroid cosine below 0.8: thresholds loose enough that two random
-    halves of one dataset never trip them.
-
-    Args:
-        train: training queries, ``qid -> text``.
-        test: test queries, ``qid -> text``.
-        emb_train: optional ``(len(train), dim)`` embeddings in sorted-qid order.
-        emb_test: the same for ``test``; give both or neither.
-
-    Returns:
-        A :class:`ShiftReport`.
-
-    Raises:
-        ValueError: a query set is empty or has no words, or the embeddings are one-sided, of
-            the wrong shape, not finite or average to zero.
-    """
-    tokens: dict[str, list[list[str]]] = {}
-    for name, queries in (("train", train), ("test", test)):
-        tokens[name] = [_words(text) for text in queries.values()]
-        if not any(tokens[name]):
-            raise ValueError(
-                f"{name} has no words in its {len(queries)} queries: nothing to compare"
-            )
-    train_mean = float(np.mean([len(t) for t in tokens["train"]]))
-    test_mean = float(np.mean([len(t) for t in tokens["test"]]))
-    vocabulary = {word for words in tokens["train"] for word in words}
-    test_words = [word for words in tokens["test"] for word in words]
-    overlap = sum(1 for word in test_words if word in vocabulary) / len(test_words)
-    names = ("emb_train", "emb_test")
-    embeddings = _check_embeddings(names, (emb_train, emb_test), (len(train), len(test)))
-    centroid = None if embeddings is None else _centroid_cosine(*embeddings)
-
-    ratio = test_mean / train_mean
-    warnings = []
-    if not 0.5 <= ratio <= 2:
-        warnings.append(
-            f"test queries average {test_mean:.1f} words against {train_mean:.1f} "
-            f"in training (ratio {ratio:.2f}, outside [0.5, 2])"
-        )
-    if overlap < 0.5:
-        warnings.append(f"only {overlap:.0%} of test query words occur in the training queries")
-    if centroid is not None and centroid < 0.8:
-        warnings.append(
-            f"the mean test and training query embeddings have cosine {centroid:.2f} (below 0.8)"
-        )
-    return ShiftReport(train_mean, test_mean, ratio, overlap, centroid, tuple(warnings))
-
-
-def _sorted_records(
-    records: Sequence[Mapping[str, float]], name: str, key: str
-) -> list[tuple[float, float]]:
-    """``(epoch, value)`` pairs of ``records`` sorted by epoch, after validation."""
-    pairs = []
-    for i, record in enumerate(records):
-        for field in ("epoch", key):
-            if field not in record:
-                raise ValueError(f"{name}[{i}] has no {field!r} key: got keys {sorted(record)}")
-        pair = (float(record["epoch"]), float(record[key]))
-        if not all(math.isfinite(x) for x in pair):
-            raise ValueError(f"{name}[{i}] has a non-finite value: {dict(record)}")
-        pairs.append(pair)
-    return sorted(pairs)
-
-
-def overfitting_warning(
-    curve: Sequence[Mapping[str, float]], losses: Sequence[Mapping[str, float]]
-) -> str | None:
-    """Warn when dev nDCG@10 falls at the end of training while the training loss keeps dropping.
-
-    The falling window runs from the last dev evaluation before the trailing decline to the
-    final one. The training loss "keeps dropping" when its mean inside that window is below its
-    mean over the preceding evaluation interval (or, when no loss was logged before the window,
-    when the second half of the window's losses averages below the first half).
-
-    Args:
-        curve: ``[{"epoch": e, "dev_ndcg@10": v}, ...]``; epoch 0 is the untuned model.
-        losses: ``[{"epoch": e, "loss": l}, ...]`` logged during training.
-
-    Returns:
-        A one-sentence warning naming the epochs and values, or None when the curve does not
-        fall at the end, the loss does not drop, or there are too few points to tell.
-
-    Raises:
-        ValueError: a record lacks a key or holds a non-finite value, or two dev evaluations
-            share an epoch.
-
-    Example:
-        >>> curve = [{"epoch": 0, "dev_ndcg@10": 0.5}, {"epoch": 1, "dev_ndcg@10": 0.6},
-        ...          {"epoch": 2, "dev_ndcg@10": 0.55}]
-        >>> losses = [{"epoch": 0.5, "loss": 0.9}, {"epoch": 1.0, "loss": 0.7},
-        ...           {"epoch": 1.5, "loss": 0.5}, {"epoch": 2.0, "loss": 0.4}]
-        >>> overfitting_warning(curve, losses)[:47]
-        'dev nDCG@10 fell from 0.600 at epoch 1 to 0.550'
-    """
-    points = _sorted_records(curve, "curve", "dev_ndcg@10")
-    logged = _sorted_records(losses, "losses", "loss")
-    epochs = [e for e, _ in points]
-    if len(set(epochs)) != len(epochs):
-        raise ValueError(f"curve has two dev evaluations at one epoch: epochs {epochs}")
-    start = len(points) - 1
-    while start > 0 and points[start][1] < points[start - 1][1] - 1e-9:
-        start -= 1
-    if start == len(points) - 1:
-        return None  # the last evaluation did not fall
-    (e_start, v_start), (e_end, v_end) = points[start], points[-1]
-    inside = [loss for e, loss in logged if e_start < e <= e_end]
-    e_before = points[start - 1][0] if start > 0 else -math.inf
-    before = [loss for e, loss in logged if e_before < e <= e_start]
-    if not before:  # no earlier interval: compare the halves of the window itself
-        before, inside = inside[: len(inside) // 2], inside[len(inside) // 2 :]
-    if not before or not inside or np.mean(inside) >= np.mean(before):
-        return None
-    return (
-        f"dev nDCG@10 fell from {v_start:.3f} at epoch {e_start:g} to {v_end:.3f} at epoch "
-        f"{e_end:g} while the mean training loss kept dropping ({np.mean(before):.3f} -> "
-        f"{np.mean(inside):.3f}): the model is likely overfitting; keep the epoch-{e_start:g} "
-        "checkpoint or train for fewer epochs"
-    )

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from honed.data.beir import DataError, _bad_utf8, _error, _Issues, _read_jsonl, _show
+from honed.data.errors import DataError, Issues, bad_utf8, data_error, show_value
+from honed.data.jsonl import read_jsonl
 
 PAIR_EXTENSIONS = (".jsonl", ".json-lines", ".csv", ".tsv")
 _NEGATIVE_KEY = re.compile(r"negative_(\d+)")
@@ -37,14 +38,14 @@ def _missing_columns(path: Path, line: int, found: list[str]) -> DataError:
     hint = "; rename 'anchor' to 'query'" if "anchor" in found else ""
     if len(found) == 1 and any(sep in found[0] for sep in ";\t|,"):
         hint += "; separate the columns with ',' in a .csv file or with tabs in a .tsv file"
-    return _error(path, line, "missing or repeated column",
+    return data_error(path, line, "missing or repeated column",
                   "one 'query' and one 'positive' (plus optional negative*)", f"{found}",
                   f"name the columns query, positive{hint}")
 
 
 def _pair_text(path: Path, line: int, key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _error(path, line, f"bad {key!r}", "non-empty text", _show(value),
+        raise data_error(path, line, f"bad {key!r}", "non-empty text", show_value(value),
                      f"fill in {key!r} or remove this line")
     return value
 
@@ -55,7 +56,7 @@ def _json_pair(path: Path, line: int, obj: dict[str, Any]) -> TrainPair:
         raise _missing_columns(path, line, list(obj))
     many = obj.get("negatives", [])
     if not isinstance(many, list):
-        raise _error(path, line, "bad 'negatives'", "a list of strings", _show(many),
+        raise data_error(path, line, "bad 'negatives'", "a list of strings", show_value(many),
                      'write "negatives": ["...", ...]')
     numbered = sorted((int(m[1]), key) for key in obj if (m := _NEGATIVE_KEY.fullmatch(key)))
     values = ([obj["negative"]] if "negative" in obj else []) + many
@@ -72,7 +73,7 @@ def _csv_error(path: Path, line: int, delimiter: str, reason: str) -> DataError:
     elif reason.startswith("field larger than field limit"):
         reason = (f"a cell longer than {csv.field_size_limit()} characters, usually an unclosed "
                   "quote")
-    return _error(path, line, "bad CSV record", f"cells separated by {delimiter!r}, each quoted "
+    return data_error(path, line, "bad CSV record", f"cells separated by {delimiter!r}, each quoted "
                   "cell closed and its inner quotes doubled", reason,
                   'close the quote, double the quotes inside it (""), or write very long texts '
                   "to a .jsonl file")
@@ -88,9 +89,9 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _bad_utf8(path, raw, exc.start) from None
+        raise bad_utf8(path, raw, exc.start) from None
     if b"\0" in raw:  # UTF-16 without a BOM decodes as UTF-8 full of NULs
-        raise _bad_utf8(path, raw, raw.index(b"\0"))
+        raise bad_utf8(path, raw, raw.index(b"\0"))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     start = 1
     while True:
@@ -115,7 +116,7 @@ def _csv_pairs(path: Path, delimiter: str) -> Iterator[TrainPair]:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(columns):
-            raise _error(path, line, "wrong number of cells", f"{len(columns)} as in the header",
+            raise data_error(path, line, "wrong number of cells", f"{len(columns)} as in the header",
                          str(len(row)), "quote cells that contain the delimiter or a newline")
         # An empty negative cell is an absent negative: rows may have different numbers of them.
         yield TrainPair(_pair_text(path, line, "query", row[query]),
@@ -149,9 +150,9 @@ def load_pairs(path: str | Path) -> tuple[TrainPair, ...]:
     if suffix in (".csv", ".tsv"):
         pairs = tuple(_csv_pairs(path, "," if suffix == ".csv" else "\t"))
     else:
-        jsonl = _read_jsonl(path, _Issues(strict=True))
+        jsonl = read_jsonl(path, Issues(strict=True))
         pairs = tuple(_json_pair(path, line, obj) for line, obj in jsonl)
     if not pairs:
-        raise _error(path, None, "no training pairs", "at least one pair", "none",
+        raise data_error(path, None, "no training pairs", "at least one pair", "none",
                      "add rows with a query and a positive")
     return pairs

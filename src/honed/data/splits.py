@@ -112,13 +112,14 @@ def require_splits(data: BeirData) -> None:
 
 
 def split_data(
-    data: BeirData, rule: SplitRule = SplitRule(), drop: frozenset[str] = frozenset()
+    data: BeirData, rule: SplitRule | None = None, drop: frozenset[str] = frozenset()
 ) -> Splits:
     """Train, dev and test qrels: dev is the user's ``dev`` split or carved from train.
 
     Training queries that are also test queries, or that are in ``drop`` (near duplicates of
     test queries), are removed from train and dev before the dev split is carved.
     """
+    rule = rule or SplitRule()
     require_splits(data)
     test = data.split("test")
     train_all = data.split("train")

@@ -26,26 +26,21 @@ The rule of thumb behind the pair counts: fine-tuning a small embedding model pa
 hundred pairs and saturates at a few thousand. The optional probe (``--probe``) is reported, not
 voted: one epoch on ``probe_rows`` rows is too small to decide with, but shows the direction.
 
-Cost of a full run (an estimate): ``(1 + epochs)`` corpus encodings (the baseline, then the dev
-evaluation of each epoch) at the documents-per-second measured here, plus ``pairs * epochs``
-training rows at ``REF_ROWS_PER_SECOND`` (3.5 rows/s, measured for all-MiniLM-L6-v2, 6 layers x
-384 wide, on this project's 2-core CPU) scaled by ``REF_PARAMETERS / parameters``. Mining, BM25
-and query encoding are small next to these and left out.
+Cost of a full run: :mod:`honed.diagnosis.cost`; the optional probe: :mod:`honed.diagnosis.probe`.
 """
 
 from __future__ import annotations
 
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-import numpy as np
-
-from honed.data.beir import BeirData, load_beir
+from honed.data.beir import load_beir
 from honed.data.splits import split_data
+from honed.diagnosis.config import DiagnoseConfig
+from honed.diagnosis.cost import REF_PARAMETERS, REF_ROWS_PER_SECOND, CostEstimate, estimate_cost
 from honed.diagnosis.measure import (
     FRAGMENT_PIECES,
     REFERENCE_FLOOR,
@@ -56,16 +51,14 @@ from honed.diagnosis.measure import (
     measure_terminology,
     reference_text,
 )
+from honed.diagnosis.probe import PROBE_POOL_DEPTH, Probe, run_probe
 from honed.encoding.encoder import (
     EmbeddingCache,
-    Precision,
     load_model,
     resolve_device,
     resolve_model_name,
 )
-from honed.evaluation.metrics import evaluate
 from honed.evaluation.runs import bm25_metrics, dense_metrics
-from honed.retrieval.dense import search, top_k
 from honed.types import Qrels
 
 __all__ = [
@@ -81,10 +74,6 @@ SIGNALS_NEEDED = 2
 MIN_PAIRS = 100
 ENOUGH_PAIRS = 300
 HIGH_BASELINE = 0.9
-REF_ROWS_PER_SECOND = 3.5
-REF_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2
-FULL_RUN_EPOCHS = 3  # TrainConfig's default
-PROBE_POOL_DEPTH = 100
 
 Notify = Callable[[str], None]
 
@@ -95,29 +84,6 @@ class Verdict(str, Enum):
     WORTH_IT = "worth it"
     MARGINAL = "marginal"
     NOT_RECOMMENDED = "not recommended"
-
-
-@dataclass(frozen=True)
-class DiagnoseConfig:
-    """Settings of ``honed diagnose`` (validated on construction)."""
-
-    data: str
-    base_model: str = "all-MiniLM-L6-v2"
-    probe: bool = False
-    probe_rows: int = 128
-    sample_words: int = 200_000
-    seed: int = 42
-    device: str = "auto"
-    precision: Precision = Precision.AUTO
-    trust_remote_code: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "precision", Precision(self.precision))
-        for name in ("probe_rows", "sample_words"):
-            if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
-                raise ValueError(
-                    f"{name}: expected a positive integer, got {getattr(self, name)!r}"
-                )
 
 
 @dataclass(frozen=True)
@@ -142,43 +108,6 @@ class DataSize:
 
 
 @dataclass(frozen=True)
-class Probe:
-    """A one-epoch fine-tune on a slice of the training pairs, scored on dev by re-ranking."""
-
-    rows: int
-    train_seconds: float
-    pool_documents: int
-    dev_ndcg10_before: float
-    dev_ndcg10_after: float
-
-    @property
-    def gain(self) -> float:
-        return self.dev_ndcg10_after - self.dev_ndcg10_before
-
-    @property
-    def gain_per_minute(self) -> float:
-        return self.gain / max(self.train_seconds / 60.0, 1e-9)
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """Estimated time of a full ``honed run`` on this machine, from rates measured in this run."""
-
-    documents: int
-    documents_per_second: float
-    parameters: int
-    train_rows: int
-    train_rows_per_second: float
-    epochs: int
-    encode_seconds: float
-    train_seconds: float
-
-    @property
-    def total_seconds(self) -> float:
-        return self.encode_seconds + self.train_seconds
-
-
-@dataclass(frozen=True)
 class Diagnosis:
     """Everything ``honed diagnose`` measured and concluded."""
 
@@ -194,29 +123,6 @@ class Diagnosis:
     verdict: Verdict
     reasons: tuple[str, ...]
     seconds: float
-
-
-def estimate_cost(
-    documents: int, documents_per_second: float, train_rows: int, parameters: int,
-    epochs: int = FULL_RUN_EPOCHS,
-) -> CostEstimate:
-    """Time of a full run: ``1 + epochs`` corpus encodings and ``rows * epochs`` training rows."""
-    if documents_per_second <= 0 or parameters < 1:
-        raise ValueError(
-            f"documents_per_second and parameters: expected positive values, got "
-            f"{documents_per_second} and {parameters}"
-        )
-    rate = REF_ROWS_PER_SECOND * REF_PARAMETERS / parameters
-    return CostEstimate(
-        documents=documents,
-        documents_per_second=documents_per_second,
-        parameters=parameters,
-        train_rows=train_rows,
-        train_rows_per_second=rate,
-        epochs=epochs,
-        encode_seconds=(1 + epochs) * documents / documents_per_second,
-        train_seconds=train_rows * epochs / rate,
-    )
 
 
 def _signals(t: Terminology, b: Baseline, d: Difficulty) -> list[tuple[bool, str]]:
@@ -281,48 +187,6 @@ def _positives(qrels: Qrels) -> Qrels:
     return {q: docs for q, docs in kept.items() if docs}
 
 
-def _probe(
-    model_path: str, config: DiagnoseConfig, data: BeirData, train: Qrels, dev: Qrels,
-    corpus: tuple[list[str], list[str], np.ndarray], cache: EmbeddingCache, device: str,
-) -> Probe:
-    """Mine and train on ``probe_rows`` pairs; score dev by re-ranking the base top 100."""
-    from honed.mining.hard_negatives import MiningConfig, mine_hard_negatives
-    from honed.training.trainer import LossName, TrainConfig, train_model
-
-    doc_ids, doc_texts, doc_emb = corpus
-    base = load_model(model_path, device, config.trust_remote_code)
-    qids = sorted(train)
-    random.Random(config.seed).shuffle(qids)
-    chosen: Qrels = {}
-    for qid in qids:
-        if sum(map(len, chosen.values())) >= config.probe_rows:
-            break
-        chosen[qid] = train[qid]
-    q_emb = cache.encode(base, [data.queries[q] for q in sorted(chosen)])  # (n_chosen, dim)
-    mined = mine_hard_negatives(chosen, data.queries, doc_ids, doc_texts, q_emb, doc_emb,
-                                MiningConfig(seed=config.seed))
-    rows = mined.rows[: config.probe_rows]
-    dev_qids = sorted(dev)
-    dev_emb = cache.encode(base, [data.queries[q] for q in dev_qids])  # (n_dev, dim)
-    # The pool holds every base top-10, so the base score on it equals its full-corpus score.
-    pool = np.unique(top_k(dev_emb, doc_emb, PROBE_POOL_DEPTH)[0])  # (n_pool,)
-    pool_ids = [doc_ids[i] for i in pool]
-
-    def ndcg(q: np.ndarray, d: np.ndarray) -> float:
-        return evaluate(dev, search(q, d, dev_qids, pool_ids, k=10), ["ndcg@10"])["ndcg@10"]
-
-    before = ndcg(dev_emb, doc_emb[pool])
-    # One epoch of 16-row batches without warmup: a handful of real steps on a small slice.
-    train_config = TrainConfig(loss=LossName.MNRL, epochs=1, batch_size=16, warmup_ratio=0.0,
-                               precision=config.precision, seed=config.seed)
-    with tempfile.TemporaryDirectory(prefix="honed-probe-") as tmp:
-        result = train_model(base, rows, train_config, tmp, show_progress_bar=False)
-    cache.forget(base)  # its remembered fingerprint is the untrained weights'
-    tuned_q = cache.encode(base, [data.queries[q] for q in dev_qids])
-    after = ndcg(tuned_q, cache.encode(base, [doc_texts[i] for i in pool]))
-    return Probe(len(rows), result.seconds, len(pool_ids), before, after)
-
-
 def diagnose(
     config: DiagnoseConfig, notify: Notify | None = None, show_progress_bar: bool = False
 ) -> Diagnosis:
@@ -378,7 +242,7 @@ def diagnose(
     probe = None
     if config.probe:
         say(f"probe: one epoch on {config.probe_rows} training rows")
-        probe = _probe(model_path, config, data, train, dev, (doc_ids, doc_texts, doc_emb),
+        probe = run_probe(model_path, config, data, train, dev, (doc_ids, doc_texts, doc_emb),
                        cache, device)
     verdict, reasons = decide(terminology, baseline, difficulty, size, probe)
     return Diagnosis(str(data.path), config.base_model, device, terminology, baseline,

@@ -12,13 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from honed.data.leakage import (
-    LeakageReport,
-    distribution_shift,
-    find_duplicates,
-    overfitting_warning,
-)
+from honed.data.leakage import LeakageReport, find_duplicates
+from honed.data.shift import distribution_shift
 from honed.evaluation.metrics import per_query
+from honed.evaluation.overfitting import overfitting_warning
 from honed.evaluation.significance import first_relevant_ranks, paired_test, query_changes
 from honed.types import Qrels, Run
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from honed.retrieval.ranking import ranked_ids
 from honed.types import Qrels, Run
 
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -96,21 +97,6 @@ def _parse_metrics(metrics: Sequence[str]) -> list[_Metric]:
     if not parsed:
         raise ValueError(f"metrics is empty: pass at least one of {_ACCEPTED_FORMS}")
     return parsed
-
-
-def _rank(qid: str, scores: dict[str, float], depth: int | None) -> list[str]:
-    """Doc ids of one query's run in trec_eval order (score desc, doc id desc), cut at ``depth``."""
-    for doc_id, score in scores.items():
-        if score != score:  # NaN would make the sort order undefined
-            raise ValueError(
-                f"run score for query {qid!r}, document {doc_id!r} is NaN: "
-                "scores must be real numbers; check the model output for NaNs"
-            )
-    # Sorting (score, doc id) pairs in reverse gives score descending, then doc id descending.
-    ranked = sorted(((s, d) for d, s in scores.items()), reverse=True)
-    if depth is not None:
-        ranked = ranked[:depth]
-    return [doc_id for _, doc_id in ranked]
 
 
 def _discounts(n: int) -> np.ndarray:
@@ -192,7 +178,7 @@ def per_query(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, dict[
     depth = None if any(m.k is None for m in parsed) else max(m.k or 0 for m in parsed)
     table: dict[str, dict[str, float]] = {m.name: {} for m in parsed}
     for qid in evaluated:
-        ranking = _rank(qid, run.get(qid, {}), depth)
+        ranking = ranked_ids(qid, run.get(qid, {}), depth)
         for metric, value in zip(parsed, _query_scores(qrels[qid], ranking, parsed), strict=True):
             table[metric.name][qid] = value
     return table

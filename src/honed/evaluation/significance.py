@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from honed.evaluation.metrics import _rank, per_query
+from honed.evaluation.metrics import per_query
+from honed.retrieval.ranking import ranked_ids
 from honed.types import Qrels, Run
 
 CHUNK_ELEMENTS = 2_000_000
@@ -336,14 +337,14 @@ def first_relevant_ranks(qrels: Qrels, run: Run) -> dict[str, int | None]:
     """
     ranks: dict[str, int | None] = {}
     for qid in _evaluated(qrels):
-        ranking = _rank(qid, run.get(qid, {}), None)
+        ranking = ranked_ids(qid, run.get(qid, {}), None)
         ranks[qid] = next((i for i, d in enumerate(ranking, 1) if qrels[qid].get(d, 0) >= 1), None)
     return ranks
 
 
 def _top_docs(run: Run, qids: list[str]) -> dict[str, str | None]:
     """The first-ranked document of each query, None when the run has none."""
-    return {qid: next(iter(_rank(qid, run.get(qid, {}), 1)), None) for qid in qids}
+    return {qid: next(iter(ranked_ids(qid, run.get(qid, {}), 1)), None) for qid in qids}
 
 
 def _check_texts(qids: list[str], queries: Mapping[str, str]) -> None:

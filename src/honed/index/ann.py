@@ -1,6 +1,6 @@
 """An approximate shortlist for large corpora: an HNSW graph (faiss) over the fast tier's prefix.
 
-The flat shortlist of :mod:`honed.index.index` scores every document at ``shortlist_dim`` dims, so a
+The flat shortlist of :mod:`honed.index.search` scores every document at ``shortlist_dim`` dims, so a
 query costs ``count * shortlist_dim`` multiply-adds: 128 M at a million documents and 128 dims
 (tens of ms on one core), growing linearly. An HNSW graph visits a few thousand documents per
 query instead, whatever the corpus size, at the price of memory and build time:
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from honed.index.checks import positive
 
 __all__ = [
     "ANN_FILE",
@@ -71,12 +73,6 @@ class AnnKind(str, Enum):
     HNSW = "hnsw"
 
 
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class HnswConfig:
     """How to build the HNSW graph.
@@ -95,11 +91,11 @@ class HnswConfig:
     batch_size: int = field(default=50_000, compare=False)
 
     def __post_init__(self) -> None:
-        _positive("HnswConfig.m", self.m)
-        _positive("HnswConfig.ef_construction", self.ef_construction)
-        _positive("HnswConfig.batch_size", self.batch_size)
+        positive("HnswConfig.m", self.m)
+        positive("HnswConfig.ef_construction", self.ef_construction)
+        positive("HnswConfig.batch_size", self.batch_size)
         if self.threads is not None:
-            _positive("HnswConfig.threads", self.threads)
+            positive("HnswConfig.threads", self.threads)
 
 
 def as_hnsw(ann: HnswConfig | AnnKind | str | None) -> HnswConfig | None:

@@ -1,15 +1,9 @@
 """Streaming, resumable index builds: a corpus larger than memory, encoded batch by batch.
 
 A build reads its corpus twice, one document at a time. A first pass (no model) counts the
-documents, checks that ids are unique and hashes ids and texts; the second encodes
-``batch_size`` documents at a time into a partial folder beside the destination ``OUT``::
-
-    OUT.partial/
-      progress.json    settings (model, corpus hash, count, batch size...) + rows done + file sizes
-      ids.jsonl        one JSON id per encoded row
-      index/           becomes OUT when finished
-        full.npy       (count, dim) float32, preallocated, filled batch by batch (memory-mapped)
-        texts.jsonl    one JSON string per encoded row
+documents and hashes ids and texts; the second encodes ``batch_size`` documents at a time into
+``OUT.partial`` beside the destination ``OUT`` (layout and resume rules in
+:mod:`honed.index.partial`).
 
 Each batch lands in ``full.npy``, ``texts.jsonl`` and ``ids.jsonl`` first; only then is
 ``progress.json`` replaced (atomically) by one naming the new row count and file sizes. A kill at
@@ -40,59 +34,43 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from honed.encoding.dims import truncate
-from honed.index.store import IndexInfo, check_out, finish_index
+from honed.encoding.encoder import (
+    EmbeddingCache,
+    embedding_dim,
+    encode_texts,
+    load_model,
+    model_fingerprint,
+    resolve_model_name,
+    resolve_precision,
+)
+from honed.index.ann import import_faiss
+from honed.index.checks import check_shortlist_dim
+from honed.index.options import BuildOptions
+from honed.index.partial import Progress, partial_path, start, write_progress
+from honed.index.store import IndexInfo, check_out, finish_index, info_for
 
 if TYPE_CHECKING:
-    from honed.index.ann import HnswConfig
+    from sentence_transformers import SentenceTransformer
 
 __all__ = [
-    "BuildOptions",
     "Corpus",
     "CorpusScan",
     "build_folder",
-    "corpus_file",
-    "iter_corpus",
-    "partial_path",
-    "partial_rows",
+    "check_build",
+    "encode_into",
+    "resolve_model",
     "scan_corpus",
 ]
 
 # A re-iterable source of (id, text): called once per pass, it returns a fresh iterator.
 Corpus = Callable[[], Iterable[tuple[str, str]]]
-PROGRESS = "progress.json"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How :func:`build_folder` writes, beyond what index.json records.
-
-    Attributes:
-        batch_size: documents encoded and committed per step (the resume granularity).
-        encode_precision: the encoder's matmul precision, recorded so a resume uses the same.
-        hnsw: graph settings, used when the IndexInfo asks for an HNSW graph.
-        overwrite: replace an existing index at the destination.
-        resume: continue the interrupted build in ``OUT.partial``, if there is one.
-        show_progress_bar: progress bars over the documents (and the graph).
-    """
-
-    batch_size: int = 10_000
-    encode_precision: str = "auto"
-    hnsw: HnswConfig | None = None
-    overwrite: bool = False
-    resume: bool = False
-    show_progress_bar: bool = False
-
-    def __post_init__(self) -> None:
-        size = self.batch_size
-        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {size!r}")
 
 
 @dataclass(frozen=True)
@@ -101,64 +79,6 @@ class CorpusScan:
 
     count: int
     digest: str
-
-
-def corpus_file(path: str | Path) -> Path:
-    """The ``corpus.jsonl`` of a BEIR folder, or the file ``path``; FileNotFoundError if missing."""
-    file = Path(path)
-    if file.is_dir():
-        file = file / "corpus.jsonl"
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"{file}: does not exist (expected a BEIR folder with corpus.jsonl, or a corpus.jsonl "
-            'file of {"_id", "title", "text"} lines); fix: pass an existing corpus'
-        )
-    return file
-
-
-def iter_corpus(path: str | Path) -> Iterator[tuple[str, str]]:
-    """Stream ``(id, title + text)`` of a BEIR folder or ``corpus.jsonl``, one line at a time.
-
-    The streaming twin of :func:`honed.index.store.read_corpus`: the same validation and messages
-    (file, line, fix), but only the set of ids seen so far stays in memory.
-
-    Example:
-        >>> next(iter_corpus("data/scifact"))  # doctest: +SKIP
-        ('4983', 'Microstructural development of human newborn cerebral white matter ...')
-
-    Raises:
-        FileNotFoundError: no such file, or a folder without corpus.jsonl.
-        DataError: a bad line, a duplicate id, or no documents at all.
-    """
-    from honed.data.beir import (
-        Document,
-        _all_blank,
-        _error,
-        _get_id,
-        _get_text,
-        _Issues,
-        _read_jsonl,
-    )
-
-    file, issues = corpus_file(path), _Issues(strict=True)  # strict: each problem raises
-    seen: set[str] = set()
-    for line_no, obj in _read_jsonl(file, issues):
-        doc_id = _get_id(file, line_no, obj, issues)
-        text = _get_text(file, line_no, obj, "text", issues, True)
-        title = _get_text(file, line_no, obj, "title", issues, False)
-        if doc_id is None or text is None or title is None:
-            continue  # unreachable: strict issues raise first
-        _all_blank(file, line_no, ("text", "title"), [text, title], issues)
-        if doc_id in seen:
-            first = next(n for n, o in _read_jsonl(file, issues) if str(o.get("_id")) == doc_id)
-            raise _error(file, line_no, f"duplicate _id {doc_id!r}", "unique ids",
-                         f"the same id on lines {first} and {line_no}",
-                         "remove one of the two lines or give it another id")  # fmt: skip
-        seen.add(doc_id)
-        yield doc_id, Document(doc_id, title, text).full_text
-    if not seen:
-        raise _error(file, None, "no documents", 'at least one valid line {"_id", "text"}', "none",
-                     "point to the folder of a complete BEIR dataset")  # fmt: skip
 
 
 def _row_bytes(doc_id: str, text: str) -> bytes:
@@ -178,119 +98,6 @@ def scan_corpus(corpus: Corpus) -> CorpusScan:
     if count == 0:
         raise ValueError("the corpus is empty: an index needs at least one document")
     return CorpusScan(count, digest.hexdigest()[:16])
-
-
-def partial_path(out: str | Path) -> Path:
-    """Where a build of ``out`` keeps its work until it is finished: ``OUT.partial``."""
-    out = Path(out)
-    return out.with_name(out.name + ".partial")
-
-
-@dataclass(frozen=True)
-class _Progress:
-    settings: dict[str, Any]
-    rows: int
-    texts_bytes: int
-    ids_bytes: int
-
-
-def _read_progress(partial: Path) -> _Progress | None:
-    try:
-        values = json.loads((partial / PROGRESS).read_text(encoding="utf-8"))
-        return _Progress(
-            dict(values["settings"]),
-            int(values["rows"]),
-            int(values["texts_bytes"]),
-            int(values["ids_bytes"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def partial_rows(out: str | Path) -> tuple[int, int] | None:
-    """``(rows encoded, documents)`` of an interrupted build of ``out``, or None when none is there."""
-    progress = _read_progress(partial_path(out))
-    if progress is None or not (partial_path(out) / "index").is_dir():
-        return None
-    return progress.rows, int(progress.settings.get("count", 0))
-
-
-def _write_progress(partial: Path, progress: _Progress) -> None:
-    """Replace progress.json atomically (write, fsync, rename): a kill leaves the old or the new."""
-    tmp = partial / (PROGRESS + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(
-            {
-                "settings": progress.settings,
-                "rows": progress.rows,
-                "texts_bytes": progress.texts_bytes,
-                "ids_bytes": progress.ids_bytes,
-            },
-            handle,
-            indent=2,
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, partial / PROGRESS)
-
-
-_SETTING_NAMES = {
-    "model_fingerprint": "model (fingerprint)",
-    "dim": "embedding dim",
-    "corpus": "corpus (hash of ids and texts)",
-    "count": "document count",
-    "batch_size": "--batch-size",
-    "encode_precision": "--encode-precision",
-}
-
-
-def _start(partial: Path, settings: dict[str, Any], resume: bool) -> _Progress:
-    """Open the partial folder to continue, or create it; refuse one that cannot be continued."""
-    progress = _read_progress(partial) if partial.exists() else None
-    if partial.exists() and progress is None:
-        raise FileExistsError(
-            f"{partial}: exists but has no readable {PROGRESS}, so it is not an interrupted honed "
-            f"build; fix: delete or move {partial}"
-        )
-    if progress is not None and not (partial / "index").is_dir():
-        shutil.rmtree(partial)  # a build killed after its rename into place: bookkeeping only
-        progress = None
-    if progress is None:
-        (partial / "index").mkdir(parents=True)
-        shape = (settings["count"], settings["dim"])
-        np.lib.format.open_memmap(partial / "index" / "full.npy", "w+", np.float32, shape).flush()
-        (partial / "index" / "texts.jsonl").touch()
-        (partial / "ids.jsonl").touch()
-        progress = _Progress(settings, 0, 0, 0)
-        _write_progress(partial, progress)
-        return progress
-    done = f"{progress.rows:,} of {progress.settings.get('count', 0):,} documents encoded"
-    if not resume:
-        raise FileExistsError(
-            f"{partial}: left by an interrupted build ({done}); fix: pass --resume to continue "
-            f"it, or delete {partial} to start over"
-        )
-    changed = [k for k in settings if progress.settings.get(k) != settings[k]]
-    if changed:
-        key = changed[0]
-        raise ValueError(
-            f"{partial}: cannot resume, it was started with another {_SETTING_NAMES.get(key, key)} "
-            f"({progress.settings.get(key)!r} then, {settings[key]!r} now); fix: resume with the "
-            f"same model, corpus, --batch-size and --encode-precision, or delete {partial} to start over"
-        )
-    _truncate(partial / "index" / "texts.jsonl", progress.texts_bytes, partial)
-    _truncate(partial / "ids.jsonl", progress.ids_bytes, partial)
-    return progress
-
-
-def _truncate(file: Path, size: int, partial: Path) -> None:
-    """Cut ``file`` back to ``size`` bytes: lines written after the last recorded batch go."""
-    if not file.is_file() or file.stat().st_size < size:
-        raise ValueError(
-            f"{file}: shorter than {PROGRESS} records ({size} bytes), the interrupted build is "
-            f"damaged; fix: delete {partial} to start over"
-        )
-    os.truncate(file, size)
 
 
 def _batches(rows: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -327,7 +134,7 @@ def _encode_rest(
     partial: Path,
     corpus: Corpus,
     encode: Callable[[list[str]], np.ndarray],
-    progress: _Progress,
+    progress: Progress,
     show_progress_bar: bool,
 ) -> CorpusScan:
     """Encode the rows after ``progress.rows``; return the count and hash of every row read."""
@@ -362,8 +169,8 @@ def _encode_rest(
             texts_bytes = _append(texts, (text for _, text in batch))
             ids_bytes = _append(ids, (doc_id for doc_id, _ in batch))
             read += len(batch)
-            progress = _Progress(progress.settings, read, texts_bytes, ids_bytes)
-            _write_progress(partial, progress)
+            progress = Progress(progress.settings, read, texts_bytes, ids_bytes)
+            write_progress(partial, progress)
             bar.update(len(batch))
     del full
     return CorpusScan(read, digest.hexdigest()[:16])
@@ -415,7 +222,7 @@ def build_folder(
         "batch_size": int(options.batch_size),
         "encode_precision": str(options.encode_precision),
     }
-    progress = _start(partial, settings, options.resume)
+    progress = start(partial, settings, options.resume)
     read = _encode_rest(partial, corpus, encode, progress, options.show_progress_bar)
     if read != scan:
         shutil.rmtree(partial, ignore_errors=True)  # rows of two different corpora: useless
@@ -425,14 +232,59 @@ def build_folder(
             "other process writes to"
         )
     _write_ids(partial / "ids.jsonl", partial / "index" / "ids.json")
-    finish_index(
-        partial / "index",
-        out,
-        info,
-        options.overwrite,
-        options.batch_size,
-        options.hnsw,
-        options.show_progress_bar,
-        write_extra,
-    )
+    finish_index(partial / "index", out, info, options, write_extra)
     shutil.rmtree(partial, ignore_errors=True)
+
+
+def resolve_model(
+    model: SentenceTransformer | str, model_name: str | None
+) -> tuple[SentenceTransformer, str]:
+    """``model`` loaded, and the name index.json records (a model folder's absolute path)."""
+    if not isinstance(model, str):
+        return model, model_name or ""
+    resolved = resolve_model_name(model)
+    name = model_name or (str(Path(resolved).resolve()) if Path(resolved).exists() else resolved)
+    return load_model(resolved), name
+
+
+def check_build(model: SentenceTransformer, out: Path, options: BuildOptions) -> None:
+    """Refuse what ``options`` cannot build with ``model`` now, not after hours of encoding."""
+    if options.hnsw is not None:
+        import_faiss()
+    check_out(out, options.overwrite)
+    check_shortlist_dim(options.shortlist_dim, embedding_dim(model))
+
+
+def encode_into(
+    model: SentenceTransformer,
+    corpus: Corpus,
+    out: Path,
+    options: BuildOptions,
+    cache: EmbeddingCache | None = None,
+    write_extra: Callable[[Path], None] | None = None,
+) -> None:
+    """Scan ``corpus`` (count, hash), then encode it with ``model`` into ``out``.
+
+    Args:
+        model: the encoder (checked against ``options`` by :func:`check_build` first).
+        corpus: the documents, re-iterable.
+        out: the index folder to write (resumably, see :func:`build_folder`).
+        options: the build settings; ``options.model_name`` is recorded as given.
+        cache: reuse the embeddings of an :class:`EmbeddingCache` (and its precision).
+        write_extra: writes more files (the BM25 index) into the finished folder.
+    """
+    # "auto" recorded as what it means here (bf16 or fp32), so a resume on hardware where it
+    # means the other is refused rather than mixing the two in one index.
+    wanted = cache.precision if cache is not None else options.encode_precision
+    resolved = resolve_precision(wanted, str(model.device)).value
+    options = replace(options, encode_precision=resolved)
+    scan = scan_corpus(corpus)
+    fingerprint = cache.fingerprint(model) if cache else model_fingerprint(model)
+    info = info_for(fingerprint, embedding_dim(model), scan.count, options)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if cache is not None:
+            return cache.encode(model, texts, fingerprint=fingerprint)
+        return encode_texts(model, texts, precision=options.encode_precision)
+
+    build_folder(out, corpus, scan, encode, info, options, write_extra)

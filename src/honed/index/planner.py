@@ -8,12 +8,12 @@ from that one array. The recommendation is the cheapest configuration (fewest by
 lowest median latency) whose nDCG@10 is within 1% (relative) of full-dim float32 exact search.
 
 The final ranking has ``min(100, shortlist)`` documents: a two-stage search can only return
-what it shortlisted, so with a shortlist of 50, Recall@100 is the recall of those 50.
+what it shortlisted, so with a shortlist of 50, Recall@100 is the recall of those 50. The
+grid is a :class:`PlanGrid`; :mod:`honed.index.plan_report` renders and writes the result.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -40,18 +40,61 @@ from honed.types import Qrels, Run
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = [
-    "PlanResult",
-    "PlanRow",
-    "choose_on",
-    "plan",
-    "plan_embeddings",
-    "render_plan",
-    "write_plan",
-]
+__all__ = ["PlanGrid", "PlanResult", "PlanRow", "choose_on", "plan", "plan_embeddings"]
 
 FINAL_K = 100  # depth of the final ranking (capped at the shortlist)
 METRICS = ("ndcg@10", "recall@10", "recall@100")
+
+
+@dataclass(frozen=True)
+class PlanGrid:
+    """The configurations the planner scores, and how close to exact the recommendation must be.
+
+    Attributes:
+        dims: shortlist dims, each below the full dim (None: the Matryoshka dims below it,
+            checked against the model's width by :meth:`dims_for`).
+        precisions: fast-tier precisions to try.
+        shortlists: shortlist sizes to try.
+        tolerance: relative nDCG@10 loss allowed for the recommendation (0.01: within 1%).
+
+    Raises:
+        ValueError: an unknown precision, or an empty shortlists or one that is not a
+            positive integer.
+    """
+
+    dims: Sequence[int] | None = None
+    precisions: Sequence[Quantization | str] = ("float32", "int8", "binary")
+    shortlists: Sequence[int] = (50, 100, 200)
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        for s in self.shortlists:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+                raise ValueError(f"shortlists: each must be a positive integer, got {s!r}")
+        if not self.shortlists:
+            raise ValueError("shortlists is empty: pass at least one shortlist size, e.g. (100,)")
+        coerced = {
+            "dims": None if self.dims is None else tuple(self.dims),
+            "precisions": tuple(as_quantization(p) for p in self.precisions),
+            "shortlists": tuple(self.shortlists),
+        }
+        for name, value in coerced.items():
+            object.__setattr__(self, name, value)
+
+    def dims_for(self, width: int) -> tuple[int, ...]:
+        """The shortlist dims for a model of ``width`` dims; ValueError naming the fix."""
+        dims = tuple(matryoshka_dims(width)[1:] if self.dims is None else self.dims)
+        if not dims:
+            raise ValueError(
+                f"no Matryoshka dim below the full width {width} (defaults are powers of two >= 64); "
+                "fix: pass dims, e.g. dims=(16, 8) or --dims 16,8"
+            )
+        for d in dims:
+            if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d < width:
+                raise ValueError(
+                    f"dims: each must be an integer in [1, {width - 1}] (below the full width), got {d!r}"
+                )
+        return dims
 
 
 @dataclass(frozen=True)
@@ -168,48 +211,50 @@ def _timed_run(
 def _row(
     name: str,
     index: Index,
-    precision: Quantization,
     shortlist: int | None,
-    qrels: Qrels,
     query_emb: np.ndarray,
     query_ids: Sequence[str],
+    qrels: Qrels,
 ) -> PlanRow:
+    """``index`` searched with ``shortlist`` (None: exact), scored and timed."""
     run, latencies = _timed_run(index, query_emb, query_ids, shortlist)
     scores = evaluate(qrels, run, METRICS)
     return PlanRow(
         name=name,
         shortlist_dim=index.info.shortlist_dim,
-        precision=precision,
+        precision=index.info.precision,
         shortlist=shortlist,
         ndcg_at_10=scores["ndcg@10"],
         recall_at_10=scores["recall@10"],
         recall_at_100=scores["recall@100"],
-        bytes_per_doc=bytes_per_doc(index.info.shortlist_dim, precision),
+        bytes_per_doc=bytes_per_doc(index.info.shortlist_dim, index.info.precision),
         latency_ms_median=statistics.median(latencies),
         latency_ms_p95=float(np.percentile(latencies, 95)),
     )
 
 
-def _check_grid(
-    dims: Sequence[int] | None, width: int, shortlists: Sequence[int]
-) -> tuple[int, ...]:
-    dims = tuple(matryoshka_dims(width)[1:] if dims is None else dims)
-    if not dims:
-        raise ValueError(
-            f"no Matryoshka dim below the full width {width} (defaults are powers of two >= 64); "
-            "fix: pass dims, e.g. dims=(16, 8) or --dims 16,8"
-        )
+def _score_grid(
+    doc_emb: np.ndarray,
+    doc_ids: Sequence[str],
+    query_emb: np.ndarray,
+    query_ids: Sequence[str],
+    qrels: Qrels,
+    grid: PlanGrid,
+) -> list[PlanRow]:
+    """Exact search at the full width and each grid dim, then every two-stage configuration."""
+    width = np.asarray(doc_emb).shape[1]
+    dims = grid.dims_for(width)
+    rows = []
+    for d in (width, *dims):  # single-stage exact search on the first d dims
+        index = Index.from_embeddings(truncate(doc_emb, d), doc_ids, shortlist_dim=d)
+        rows.append(_row(f"exact {d}", index, None, truncate(query_emb, d), query_ids, qrels))
     for d in dims:
-        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d < width:
-            raise ValueError(
-                f"dims: each must be an integer in [1, {width - 1}] (below the full width), got {d!r}"
-            )
-    for s in shortlists:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ValueError(f"shortlists: each must be a positive integer, got {s!r}")
-    if not shortlists:
-        raise ValueError("shortlists is empty: pass at least one shortlist size, e.g. (100,)")
-    return dims
+        for precision in grid.precisions:
+            index = Index.from_embeddings(doc_emb, doc_ids, shortlist_dim=d, precision=precision)
+            for s in grid.shortlists:
+                name = f"{d} {as_quantization(precision).value} top-{s}"
+                rows.append(_row(name, index, s, query_emb, query_ids, qrels))
+    return rows
 
 
 def plan_embeddings(
@@ -219,11 +264,10 @@ def plan_embeddings(
     query_ids: Sequence[str],
     qrels: Qrels,
     dims: Sequence[int] | None = None,
-    precisions: Sequence[Quantization | str] = ("float32", "int8", "binary"),
-    shortlists: Sequence[int] = (50, 100, 200),
+    *,
     split: str = "test",
     model_name: str = "",
-    tolerance: float = 0.01,
+    **grid: Any,
 ) -> PlanResult:
     """The planner's grid on already computed full-dim embeddings; see :func:`plan`.
 
@@ -234,47 +278,28 @@ def plan_embeddings(
         query_ids: query ids; qrels of other queries count as misses (see :func:`evaluate`).
         qrels: the split's judgments.
         dims: shortlist dims, each below ``dim`` (default: the Matryoshka dims below it).
-        precisions: fast-tier precisions to try.
-        shortlists: shortlist sizes to try.
         split, model_name: recorded in the result.
-        tolerance: relative nDCG@10 loss allowed for the recommendation.
+        **grid: the other :class:`PlanGrid` fields: ``precisions``, ``shortlists``, ``tolerance``.
 
     Raises:
         ValueError: no dim below the full width, a dim or shortlist out of range, a bad precision.
     """
-    width = np.asarray(doc_emb).shape[1]
-    dims = _check_grid(dims, width, shortlists)
+    config, width = PlanGrid(dims, **grid), np.asarray(doc_emb).shape[1]
+    config.dims_for(width)
     if len(query_ids) == 0 or len(query_ids) != len(query_emb):
         raise ValueError(
             f"query_ids has {len(query_ids)} ids for {len(query_emb)} query embeddings: "
             "expected one id per row, and at least one query"
         )
-    quantizations = tuple(as_quantization(p) for p in precisions)
-    fp32 = Quantization.FLOAT32
-    rows: list[PlanRow] = []
-    for d in (width, *dims):  # single-stage exact search on the first d dims
-        index = Index.from_embeddings(truncate(doc_emb, d), doc_ids, shortlist_dim=d)
-        rows.append(_row(f"exact {d}", index, fp32, None, qrels, truncate(query_emb, d), query_ids))
-    for d in dims:
-        for precision in quantizations:
-            index = Index.from_embeddings(doc_emb, doc_ids, shortlist_dim=d, precision=precision)
-            for s in shortlists:
-                name = f"{d} {precision.value} top-{s}"
-                rows.append(_row(name, index, precision, s, qrels, query_emb, query_ids))
-    reference = rows[0]
-    good = [r for r in rows if r.ndcg_at_10 >= reference.ndcg_at_10 * (1 - tolerance)]
+    rows = _score_grid(doc_emb, doc_ids, query_emb, query_ids, qrels, config)
+    reference, floor = rows[0], rows[0].ndcg_at_10 * (1 - config.tolerance)
+    good = [r for r in rows if r.ndcg_at_10 >= floor]
     recommended = min(good, key=lambda r: (r.bytes_per_doc, r.latency_ms_median))
+    n_docs, n_queries = len(doc_ids), len(query_ids)
     return PlanResult(
-        tuple(rows),
-        reference,
-        recommended,
-        width,
-        len(doc_ids),
-        len(query_ids),
-        split,
-        model_name,
-        tolerance,
-    )
+        tuple(rows), reference, recommended, width, n_docs, n_queries, split, model_name,
+        config.tolerance,
+    )  # fmt: skip
 
 
 def choose_on(chosen: PlanResult, reported: PlanResult) -> PlanResult:
@@ -303,13 +328,17 @@ def plan(
     data: str | Path | BeirData,
     split: str = "test",
     dims: Sequence[int] | None = None,
-    precisions: Sequence[Quantization | str] = ("float32", "int8", "binary"),
-    shortlists: Sequence[int] = (50, 100, 200),
+    *,
     device: str | None = None,
     encode_precision: Precision | str = Precision.AUTO,
     cache: EmbeddingCache | None = None,
+    **grid: Any,
 ) -> PlanResult:
     """Score a grid of two-stage configurations of ``model`` on one labelled split of ``data``.
+
+    ``dims`` and ``**grid`` (``precisions``, ``shortlists``, ``tolerance``) are the
+    :class:`PlanGrid`; ``device``, ``encode_precision`` and ``cache`` are how the corpus and
+    queries are encoded (once, at full dim).
 
     Example:
         >>> result = plan("runs/scifact/model", "data/scifact")  # doctest: +SKIP
@@ -320,11 +349,12 @@ def plan(
         ValueError: see :func:`plan_embeddings`; an unknown split.
         FileNotFoundError: ``data`` is not a BEIR folder.
     """
+    config = PlanGrid(dims, **grid)
     beir = data if isinstance(data, BeirData) else load_beir(data)
     qrels = beir.split(split)
     name = model if isinstance(model, str) else ""
     st_model = load_model(resolve_model_name(model), device) if isinstance(model, str) else model
-    _check_grid(dims, embedding_dim(st_model), shortlists)  # fail before the long encoding
+    config.dims_for(embedding_dim(st_model))  # fail before the long encoding
     cache = cache or EmbeddingCache(precision=encode_precision)
     doc_ids = list(beir.corpus)
     doc_emb = cache.encode(
@@ -333,133 +363,6 @@ def plan(
     query_ids = sorted(qrels)
     query_emb = cache.encode(st_model, [beir.queries[q] for q in query_ids])
     return plan_embeddings(
-        doc_emb, doc_ids, query_emb, query_ids, qrels, dims, precisions, shortlists, split, name
-    )
-
-
-def _recommendation(result: PlanResult) -> str:
-    ref, rec = result.reference, result.recommended
-    head = f"Recommended: **{rec.name}**"
-    if result.chosen_on and result.chosen_on != result.split:
-        head = (
-            f"Recommended (chosen on {result.chosen_on}: the cheapest configuration within "
-            f"{result.tolerance:.0%} of {ref.name} there): **{rec.name}**; on {result.split}"
-        )
-        within = ""
-    else:
-        within = f"; allowed: within {result.tolerance:.0%}"
-    return (
-        f"{head}: {rec.bytes_per_doc:,} B/doc in the fast tier "
-        f"({ref.bytes_per_doc / rec.bytes_per_doc:.0f}x fewer than {ref.name}), nDCG@10 "
-        f"{rec.ndcg_at_10:.4f} vs {ref.ndcg_at_10:.4f} ({rec.ndcg_at_10 - ref.ndcg_at_10:+.4f}"
-        f"{within}), median {rec.latency_ms_median:.2f} ms vs {ref.latency_ms_median:.2f} ms "
-        "per query."
-    )
-
-
-def render_plan(result: PlanResult) -> str:
-    """The result as markdown: the table (Pareto-front rows marked) and the recommendation."""
-    on_bytes = {r.name for r in result.pareto("bytes_per_doc")}
-    on_latency = {r.name for r in result.pareto("latency_ms_median")}
-    lines = [
-        f"{result.split} split: {result.n_queries} queries, {result.n_docs:,} documents, full dim "
-        f"{result.dim}; final ranking min(100, shortlist) deep; latency per query, one at a time.",
-        "",
-        "| configuration | bytes/doc | nDCG@10 | Recall@10 | Recall@100 | median ms | p95 ms | front |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in result.rows:
-        front = ",".join(
-            m for m, s in (("bytes", on_bytes), ("latency", on_latency)) if r.name in s
-        )
-        lines.append(
-            f"| {r.name} | {r.bytes_per_doc:,} | {r.ndcg_at_10:.4f} | {r.recall_at_10:.4f} | "
-            f"{r.recall_at_100:.4f} | {r.latency_ms_median:.2f} | {r.latency_ms_p95:.2f} | {front} |"
-        )
-    lines += ["", _recommendation(result)]
-    return "\n".join(lines) + "\n"
-
-
-def _plot(result: PlanResult, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    floor = result.reference.ndcg_at_10 * (1 - result.tolerance)
-    for ax, cost, label in (
-        (axes[0], "bytes_per_doc", "fast-tier bytes per document (log)"),
-        (axes[1], "latency_ms_median", "median latency per query, ms"),
-    ):
-        for precision, marker in zip(Quantization, "osd"):
-            rows = [r for r in result.rows if r.precision is precision and not r.exact]
-            ax.scatter(
-                [getattr(r, cost) for r in rows],
-                [r.ndcg_at_10 for r in rows],
-                marker=marker,
-                alpha=0.6,
-                label=f"two-stage {precision.value}",
-            )
-        exact = [r for r in result.rows if r.exact]
-        ax.scatter(
-            [getattr(r, cost) for r in exact],
-            [r.ndcg_at_10 for r in exact],
-            marker="x",
-            color="black",
-            label="exact",
-        )
-        front = result.pareto(cost)
-        ax.step(
-            [getattr(r, cost) for r in front],
-            [r.ndcg_at_10 for r in front],
-            where="post",
-            color="gray",
-            linewidth=1,
-            label="Pareto front",
-        )
-        rec = result.recommended
-        ax.scatter(
-            [getattr(rec, cost)],
-            [rec.ndcg_at_10],
-            marker="*",
-            s=200,
-            color="red",
-            label=f"recommended: {rec.name}"
-            + (f" (chosen on {result.chosen_on})" if result.chosen_on else ""),
-        )
-        ax.axhline(floor, linestyle=":", color="red", linewidth=1)
-        ax.set_xlabel(label)
-        if cost == "bytes_per_doc":
-            ax.set_xscale("log")
-    axes[0].set_ylabel(f"nDCG@10 ({result.split})")
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"two-stage Matryoshka search: quality vs cost (dotted: -{result.tolerance:.0%})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write_plan(
-    result: PlanResult,
-    out: str | Path,
-    plot_dir: str | Path | None = None,
-    markdown: bool = True,
-) -> list[Path]:
-    """Write ``plan.md`` (unless not ``markdown``) and ``plan.json`` into the folder ``out``, and
-    ``plan.png`` into ``plot_dir`` (default: ``out``); returns the paths written.
-
-    Example:
-        >>> write_plan(result, "runs/scifact/metrics", plot_dir="runs/scifact/plots", markdown=False)  # doctest: +SKIP
-    """
-    folder, plots = Path(out), Path(plot_dir or out)
-    for path in (folder, plots):
-        path.mkdir(parents=True, exist_ok=True)
-    written = []
-    if markdown:
-        written.append(folder / "plan.md")
-        written[-1].write_text(render_plan(result), encoding="utf-8")
-    written.append(folder / "plan.json")
-    written[-1].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return [*written, _plot(result, plots / "plan.png")]
+        doc_emb, doc_ids, query_emb, query_ids, qrels, split=split, model_name=name,
+        **asdict(config),
+    )  # fmt: skip

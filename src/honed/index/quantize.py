@@ -2,7 +2,7 @@
 
 A Matryoshka model's first ``d`` dimensions are an embedding of their own, so a corpus can be
 searched at ``d`` dims to shortlist candidates that the full vectors then re-rank. This module
-holds the short codes and scores queries against them; :mod:`honed.index.index` stores them.
+holds the short codes and scores queries against them; :mod:`honed.index.store` stores them.
 
 Bytes per document in the fast tier, for a shortlist dim ``d`` (384-dim float32 is 1,536 B):
 

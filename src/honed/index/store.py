@@ -1,6 +1,6 @@
 """An index folder on disk: written atomically, read back memory-mapped, errors naming the file.
 
-:mod:`honed.index.index` searches; this module owns the files. A folder holds::
+:mod:`honed.index.search` searches; this module owns the files. A folder holds::
 
     index.json        IndexInfo: model fingerprint, dims, precision, count, version
     ids.json          document ids, row order
@@ -13,8 +13,8 @@
 
 Every file is written into a temporary folder beside the destination, which is renamed into
 place only when complete: a failed or interrupted build never leaves a half index behind and
-never replaces a good one. :meth:`honed.index.index.Index.build` keeps that folder at ``OUT.partial``
-so that an interrupted build can be resumed (:mod:`honed.index.build`).
+never replaces a good one. :meth:`honed.index.index.Index.build` keeps that folder at
+``OUT.partial`` so that an interrupted build can be resumed (:mod:`honed.index.partial`).
 """
 
 from __future__ import annotations
@@ -22,30 +22,29 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import MISSING, asdict, dataclass, fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from honed import __version__
 from honed.encoding.dims import truncate
-from honed.index.ann import AnnKind
+from honed.files import refuse_existing
+from honed.index.ann import ANN_FILE, AnnKind, build_hnsw, write_hnsw
+from honed.index.options import BuildOptions
 from honed.index.quantize import Quantization, as_quantization, int8_scales, quantize
 from honed.retrieval.fusion import FusionConfig
 
-if TYPE_CHECKING:
-    from honed.index.ann import HnswConfig
-
 __all__ = [
     "IndexInfo",
-    "check_ids",
     "check_out",
     "finish_index",
+    "info_for",
     "new_info",
     "open_arrays",
-    "read_corpus",
     "read_info",
     "read_texts",
     "rebuild_hint",
@@ -78,6 +77,16 @@ class IndexInfo:
         ann = self.ann.value if self.ann else None
         return {**asdict(self), "precision": self.precision.value, "fusion": fusion, "ann": ann}
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> IndexInfo:
+        """The inverse of :meth:`to_dict`; KeyError, TypeError or ValueError when incomplete."""
+        # Fields with a default were added later: an older index.json may lack them.
+        picked = {
+            f.name: values[f.name] for f in fields(cls) if f.default is MISSING or f.name in values
+        }
+        fusion = FusionConfig.from_dict(picked["fusion"]) if picked.get("fusion") else None
+        return cls(**{**picked, "precision": Quantization(picked["precision"]), "fusion": fusion})
+
 
 def rebuild_hint(folder: Path, info: IndexInfo | None = None) -> str:
     model = (info.model_name if info else "") or "MODEL"
@@ -106,16 +115,7 @@ def read_info(path: str | Path) -> IndexInfo:
             f"{file}: missing, so {folder} is not a honed index; {rebuild_hint(folder)}"
         )
     try:
-        values = json.loads(file.read_text(encoding="utf-8"))
-        # Fields with a default were added later: an older index.json may lack them.
-        values = {
-            f.name: values[f.name]
-            for f in fields(IndexInfo)
-            if f.default is MISSING or f.name in values
-        }
-        fusion = FusionConfig.from_dict(values["fusion"]) if values.get("fusion") else None
-        coerced = {"precision": Quantization(values["precision"]), "fusion": fusion}
-        info = IndexInfo(**{**values, **coerced})
+        info = IndexInfo.from_dict(json.loads(file.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise ValueError(
             f"{file}: unreadable or incomplete ({err!s:.80}); {rebuild_hint(folder)}"
@@ -129,49 +129,14 @@ def read_info(path: str | Path) -> IndexInfo:
     return info
 
 
-def read_corpus(path: str | Path) -> tuple[list[str], list[str]]:
-    """Document ids and texts (title + text) of a BEIR folder or a ``corpus.jsonl`` file.
-
-    Only the corpus is read (a folder needs no queries or qrels); lines are validated as
-    :func:`honed.data.beir.load_beir` does.
-
-    Raises:
-        FileNotFoundError: no such file, or a folder without corpus.jsonl.
-        DataError: a bad line (file, line and fix in the message).
-    """
-    from honed.data.beir import Document, _Issues, _read_entries
-    from honed.index.build import corpus_file
-
-    file = corpus_file(path)
-    entries = _read_entries(file, _Issues(strict=True), ("text", "title"), "documents")
-    ids = list(entries)
-    return ids, [Document(i, title, text).full_text for i, (text, title) in entries.items()]
-
-
-def check_ids(ids: Sequence[str], n: int, what: str) -> None:
-    if len(ids) != n:
-        raise ValueError(
-            f"ids has {len(ids)} entries but there are {n} {what}: pass one id per row"
-        )
-    if n == 0:
-        raise ValueError("the corpus is empty: an index needs at least one document")
-    if len(set(ids)) != n:
-        raise ValueError("ids contains duplicates: every document needs a unique id")
-
-
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an existing ``out`` unless ``overwrite``; only ever replace a honed index folder."""
-    if not out.exists():
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"{out}: exists; fix: pass --overwrite to replace it, or choose another --out"
-        )
-    if not out.is_dir() or (any(out.iterdir()) and not (out / "index.json").is_file()):
-        raise FileExistsError(
-            f"{out}: not a honed index folder (no index.json), so --overwrite will not delete it; "
-            "fix: choose a new or empty --out folder"
-        )
+    refuse_existing(
+        out,
+        overwrite,
+        ours=lambda p: (p / "index.json").is_file(),
+        what="a honed index folder (no index.json)",
+    )
 
 
 def _open_npy(file: Path, shape: tuple[int, ...], dtype: Any, hint: str) -> np.ndarray:
@@ -219,18 +184,17 @@ def write_index(
     info: IndexInfo,
     ids: Sequence[str],
     texts: Sequence[str] | None,
-    overwrite: bool,
-    chunk: int,
+    options: BuildOptions,
     write_extra: Callable[[Path], None] | None = None,
-    hnsw: HnswConfig | None = None,
 ) -> None:
     """Write an index into a temporary folder beside ``out``, then move it into place.
 
     A build that fails (or is interrupted) removes its temporary folder and leaves ``out`` as it
     was, so a half-written index never looks finished and never replaces a good one.
-    ``write_extra(tmp)`` writes more files (the BM25 index) into the temporary folder first.
+    ``write_extra(tmp)`` writes more files (the BM25 index) into the temporary folder first;
+    see :func:`finish_index` for ``options``.
     """
-    check_out(out, overwrite)
+    check_out(out, options.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -248,7 +212,7 @@ def write_index(
         if texts is not None:
             with (tmp / "texts.jsonl").open("w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)
-        finish_index(tmp, out, info, overwrite, chunk, hnsw, write_extra=write_extra)
+        finish_index(tmp, out, info, options, write_extra)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -258,34 +222,31 @@ def finish_index(
     folder: Path,
     out: Path,
     info: IndexInfo,
-    overwrite: bool,
-    chunk: int,
-    hnsw: HnswConfig | None = None,
-    show_progress_bar: bool = False,
+    options: BuildOptions,
     write_extra: Callable[[Path], None] | None = None,
 ) -> None:
     """Complete ``folder`` (full.npy, ids.json and texts written) and move it to ``out``.
 
     Derives the fast tier (short.npy, short_scale.npy) and, when ``info.ann`` is set, the HNSW
-    graph (short.hnsw, settings ``hnsw``) from full.npy ``chunk`` rows at a time; runs
-    ``write_extra(folder)``; writes index.json last; then renames ``folder`` to ``out``, so an
-    index at ``out`` is replaced only by a complete one.
+    graph (short.hnsw, settings ``options.hnsw``) from full.npy ``options.batch_size`` rows at a
+    time; runs ``write_extra(folder)``; writes index.json last; then renames ``folder`` to
+    ``out`` (replacing an index there only with ``options.overwrite``), so an index at ``out``
+    is replaced only by a complete one.
     """
     full = np.load(folder / "full.npy", mmap_mode="r")  # (count, dim)
+    chunk, sd = options.batch_size, info.shortlist_dim
     _write_short(folder, full, info, chunk)
     if info.ann is not None:
-        from honed.index.ann import ANN_FILE, build_hnsw, write_hnsw
-
-        sd = info.shortlist_dim
         chunks = (truncate(full[s : s + chunk], sd) for s in range(0, info.count, chunk))
-        write_hnsw(build_hnsw(chunks, sd, info.count, hnsw, show_progress_bar), folder / ANN_FILE)
+        graph = build_hnsw(chunks, sd, info.count, options.hnsw, options.show_progress_bar)
+        write_hnsw(graph, folder / ANN_FILE)
     del full
     if write_extra is not None:
         write_extra(folder)
     (folder / "index.json").write_text(
         json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8"
     )
-    check_out(out, overwrite)  # again: the folder may have appeared during a long build
+    check_out(out, options.overwrite)  # again: the folder may have appeared during a long build
     old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     if out.exists():
         out.rename(old)
@@ -301,8 +262,7 @@ def new_info(
     precision: Quantization | str,
     count: int,
 ) -> IndexInfo:
-    from honed import __version__
-
+    """A fresh :class:`IndexInfo` of this honed version, created now (UTC)."""
     return IndexInfo(
         model_fingerprint=fingerprint,
         model_name=model_name,
@@ -314,6 +274,13 @@ def new_info(
         honed_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def info_for(fingerprint: str, dim: int, count: int, options: BuildOptions) -> IndexInfo:
+    """The :class:`IndexInfo` a build with ``options`` records for ``count`` vectors of ``dim``."""
+    name = options.model_name or ""
+    info = new_info(fingerprint, name, dim, options.shortlist_dim, options.precision, count)
+    return replace(info, fusion=options.fusion, ann=AnnKind.HNSW if options.hnsw else None)
 
 
 def _read_ids(folder: Path, info: IndexInfo, hint: str) -> list[str]:

@@ -10,7 +10,8 @@ document as the positive.
 
 Only the corpus is shown to the model, never a query or a label of any split, so every document
 is eligible with the same probability whether or not a test query cites it (as in
-:mod:`honed.mining.selfsup`). HTTP goes through the standard library: no new dependency.
+:mod:`honed.mining.selfsup`). HTTP goes through :mod:`honed.mining.llm_client`, on the
+standard library: no new dependency.
 
 Example:
     >>> config = QueryGenConfig("http://localhost:8000/v1", "Qwen/Qwen2.5-7B-Instruct")  # doctest: +SKIP
@@ -20,31 +21,29 @@ Example:
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import random
 import re
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from honed.data.beir import Document
+from honed.files import write_jsonl
+from honed.mining.hard_negatives import MiningResult, mine_pseudo_queries
+from honed.mining.llm_client import ChatClient
+from honed.retrieval.dense import top_k
 
 if TYPE_CHECKING:
-    from honed.mining.hard_negatives import MiningConfig, MiningResult
+    from honed.mining.config import MiningConfig
 
 __all__ = [
-    "EndpointError",
     "GeneratedQuery",
     "Generation",
     "QueryGenConfig",
@@ -62,14 +61,6 @@ DEFAULT_PROMPT = (
     "Write one short search query that a user would type into a search engine to find this "
     "document. Answer with the query only."
 )
-
-# Waits before retry 1, 2, ...: 1 s then 2 s, enough for a server's queue to drain or a restart
-# behind a load balancer; tests set it to 0.
-_BACKOFF_SECONDS = 1.0
-
-
-class EndpointError(ConnectionError):
-    """The query-generation endpoint could not be reached or kept failing (one-line message)."""
 
 
 @dataclass(frozen=True)
@@ -200,84 +191,6 @@ def clean_answer(text: str) -> str:
     return ""
 
 
-def _snippet(raw: bytes, limit: int = 200) -> str:
-    return " ".join(raw.decode("utf-8", errors="replace").split())[:limit]
-
-
-def _content(url: str, raw: bytes) -> str:
-    """``choices[0].message.content`` of a chat-completion response."""
-    try:
-        content = json.loads(raw)["choices"][0]["message"]["content"]
-    except ValueError:  # not JSON, or not UTF-8
-        raise ValueError(
-            f"{url}: response is not JSON (got {_snippet(raw)!r}); fix: point --qgen-endpoint at "
-            "an OpenAI-compatible API base URL (usually ending in /v1)"
-        ) from None
-    except (KeyError, IndexError, TypeError):
-        content = None
-    if not isinstance(content, str):
-        raise ValueError(
-            f"{url}: response has no choices[0].message.content (got {_snippet(raw)!r}); fix: use "
-            "a server with the OpenAI chat-completions API and a chat model"
-        )
-    return content
-
-
-def _status_error(url: str, status: int, body: str, attempts: int, key_env: str) -> EndpointError:
-    if status in (401, 403):
-        key = "is set" if os.environ.get(key_env) else "is not set"
-        fix = f"set ${key_env} to a key the server accepts (it {key})"
-    elif status == 404:
-        fix = "check that --qgen-endpoint is the API base URL (usually ending in /v1)"
-    elif status == 429 or status >= 500:
-        fix = "the server is overloaded or failing: check its log, then run again"
-    else:
-        fix = "check that --qgen-model names a model the server serves (GET /models lists them)"
-    return EndpointError(f"{url}: HTTP {status} after {attempts} attempt(s) ({body!r}); fix: {fix}")
-
-
-def _chat(url: str, body: dict[str, Any], config: QueryGenConfig) -> str:
-    """The answer to one chat request, retrying 429, 5xx, timeouts and dropped connections."""
-    headers = {"Content-Type": "application/json"}
-    if key := os.environ.get(config.api_key_env):
-        headers["Authorization"] = f"Bearer {key}"
-    data, attempt = json.dumps(body).encode("utf-8"), 0
-    while True:
-        attempt += 1
-        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=config.timeout) as response:
-                return _content(url, response.read())
-        except urllib.error.HTTPError as err:
-            error = _status_error(url, err.code, _snippet(err.read()), attempt, config.api_key_env)
-            if not (err.code == 429 or err.code >= 500):
-                raise error from None
-        except urllib.error.URLError as err:  # no connection: retrying would not help
-            if not isinstance(err.reason, TimeoutError):
-                raise EndpointError(
-                    f"{url}: cannot connect ({err.reason}); fix: start the server, or pass its "
-                    "API base URL with --qgen-endpoint (e.g. http://localhost:8000/v1)"
-                ) from None
-            error = _timeout_error(url, config.timeout, attempt)
-        except TimeoutError:
-            error = _timeout_error(url, config.timeout, attempt)
-        except (ConnectionResetError, http.client.HTTPException) as err:
-            error = EndpointError(
-                f"{url}: connection dropped after {attempt} attempt(s) ({err!r}); fix: check the "
-                "server's log, then run again"
-            )
-        if attempt > config.max_retries:
-            raise error
-        time.sleep(_BACKOFF_SECONDS * 2 ** (attempt - 1))
-
-
-def _timeout_error(url: str, timeout: float, attempts: int) -> EndpointError:
-    return EndpointError(
-        f"{url}: no answer within {timeout:g} s after {attempts} attempt(s); fix: check the "
-        "server is not stuck, or give it more time (QueryGenConfig.timeout)"
-    )
-
-
 def _prompt(doc: Document, config: QueryGenConfig) -> str:
     words = doc.full_text.split()[: config.max_doc_words]
     # replace, not str.format: a document or prompt may contain other braces.
@@ -285,10 +198,13 @@ def _prompt(doc: Document, config: QueryGenConfig) -> str:
 
 
 def _queries_for(
-    doc_id: str, doc: Document, config: QueryGenConfig, failed: threading.Event
+    doc_id: str,
+    doc: Document,
+    config: QueryGenConfig,
+    client: ChatClient,
+    failed: threading.Event,
 ) -> list[tuple[str, str]]:
     """(query id, cleaned answer) for each of the document's queries."""
-    url = f"{config.endpoint}/chat/completions"
     out: list[tuple[str, str]] = []
     for j in range(config.queries_per_doc):
         if failed.is_set():  # another document's request failed: the run stops, send no more
@@ -301,7 +217,7 @@ def _queries_for(
             "seed": config.seed + j,  # honoured by vLLM, llama.cpp and OpenAI; ignored elsewhere
         }
         try:
-            answer = _chat(url, body, config)
+            answer = client.complete(body)
         except Exception:
             failed.set()
             raise
@@ -324,7 +240,7 @@ def generate_queries(
         once cleaned.
 
     Raises:
-        EndpointError: the endpoint is unreachable, or still failing after ``max_retries``.
+        honed.mining.llm_client.EndpointError: the endpoint is unreachable, or still failing after ``max_retries``.
         ValueError: a response is not a chat completion.
 
     Example:
@@ -336,10 +252,11 @@ def generate_queries(
     rng = random.Random(config.seed)
     chosen = sorted(rng.sample(sorted(corpus), min(config.n_docs, len(corpus))))
     answers: list[GeneratedQuery] = []
+    client = ChatClient(config.endpoint, config.api_key_env, config.timeout, config.max_retries)
     failed = threading.Event()
     pool = ThreadPoolExecutor(max_workers=config.concurrency)
     try:
-        results = pool.map(lambda d: _queries_for(d, corpus[d], config, failed), chosen)
+        results = pool.map(lambda d: _queries_for(d, corpus[d], config, client, failed), chosen)
         bar = tqdm(
             results, total=len(chosen), unit="doc", desc="qgen", disable=not show_progress_bar
         )
@@ -382,8 +299,6 @@ def round_trip_filter(
         >>> [q.query_id for q in round_trip_filter(qs, emb, emb, ["a", "b"], 1)[0]]
         ['qgen-a-0']
     """
-    from honed.retrieval.dense import top_k
-
     if query_emb.shape[0] != len(queries):
         raise ValueError(
             f"query_emb: expected {len(queries)} rows (one per query), got {query_emb.shape[0]}"
@@ -414,20 +329,14 @@ def mine_generated(
 
     ``query_emb`` is ``(len(queries), dim)`` in the order of ``queries``; any order is accepted.
     """
-    from honed.mining.hard_negatives import mine_pseudo_queries
-
     sources = [(q.query_id, q.query, q.doc_id) for q in queries]
     return mine_pseudo_queries(sources, doc_ids, doc_texts, query_emb, doc_emb, config)
 
 
 def write_generated(path: str | Path, generation: Generation) -> None:
     """Write every answer as JSON lines (empty ones with ``"query": ""``), atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for query in sorted(generation.queries + generation.empty, key=lambda q: q.query_id):
-            handle.write(json.dumps(asdict(query), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    answers = sorted(generation.queries + generation.empty, key=lambda q: q.query_id)
+    write_jsonl(path, (asdict(query) for query in answers))
 
 
 def read_generated(path: str | Path) -> Generation:

@@ -27,15 +27,16 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from honed.data.beir import Document
+from honed.mining.hard_negatives import MiningResult, mine_pseudo_queries
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from honed.mining.hard_negatives import MiningConfig, MiningResult
+    from honed.mining.config import MiningConfig
 
 __all__ = ["PseudoPair", "corpus_pairs", "mine_corpus_pairs", "sentences"]
 
@@ -153,10 +154,6 @@ def mine_corpus_pairs(
         Rows whose positive is the document *without* the pseudo-query (its source document and
         any document with the same text are never negatives), and the mining report.
     """
-    from dataclasses import replace
-
-    from honed.mining.hard_negatives import mine_pseudo_queries
-
     sources = [(p.query_id, p.query, p.doc_id) for p in pairs]
     mined = mine_pseudo_queries(sources, doc_ids, doc_texts, query_emb, doc_emb, config)
     rest = {p.query_id: p.positive for p in pairs}

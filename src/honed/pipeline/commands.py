@@ -1,4 +1,5 @@
-"""The pipeline's stages as functions of their own (``honed evaluate``, ``mine``, ``train``, ``report``).
+"""The pipeline's stages as commands of their own: ``honed evaluate``, ``mine``, ``train``,
+``compare`` and ``report``, built from the same stage functions as ``honed run``.
 
 ``evaluate_model``, ``mine`` and ``train`` also run as several processes under ``torchrun``:
 training through DDP, evaluation and mining by splitting the encoding across the processes.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -34,37 +34,34 @@ from honed.encoding.encoder import (
     resolve_device,
     resolve_model_name,
 )
-from honed.encoding.rotation import add_rotation, pca_rotation
-from honed.evaluation.runs import bm25_metrics, bm25_runs, dense_metrics, dense_runs
-from honed.files import write_json
-from honed.mining.hard_negatives import (
-    MinedRow,
-    MiningConfig,
-    MiningReport,
-    mine_hard_negatives,
-    read_mined,
-    write_mined,
+from honed.evaluation.runs import (
+    bm25_metrics,
+    bm25_runs,
+    dense_metrics,
+    model_runs,
+    read_trec_run,
 )
+from honed.evaluation.significance import compare
+from honed.files import refuse_existing
+from honed.mining.config import MiningConfig
+from honed.mining.hard_negatives import MiningReport
+from honed.mining.rows import MinedRow, read_mined
 from honed.pipeline.results import RunResult
+from honed.pipeline.stages import mine_pairs, rotate_to_corpus, save_model, write_mining
+from honed.report.writer import write_report
+from honed.training.config import TrainConfig
 from honed.training.sampler import positives_by_query
-from honed.training.trainer import TrainConfig, TrainResult, train_model
+from honed.training.trainer import TrainResult, train_model
 from honed.types import SplitMetrics
-
-#: Documents that stand for the corpus when `train` fits the rotation (plenty for a 1k-dim PCA).
-ROTATION_SAMPLE = 20_000
 
 if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-__all__ = [
-    "compare_systems",
-    "evaluate_model",
-    "mine",
-    "read_trec_run",
-    "rerender_report",
-    "train",
-]
+__all__ = ["compare_systems", "evaluate_model", "mine", "rerender_report", "train"]
+
+#: Documents that stand for the corpus when `train` fits the rotation (plenty for a 1k-dim PCA).
+ROTATION_SAMPLE = 20_000
 
 
 def evaluate_model(
@@ -84,7 +81,7 @@ def evaluate_model(
     texts per forward pass), the first one computes the metrics, and every process returns them.
 
     Example:
-        >>> evaluate_model("runs/scifact/model", "data/scifact")["dense"]["384"]["ndcg@10"]
+        >>> evaluate_model("runs/scifact/model", "data/scifact")["dense"]["384"]["ndcg@10"]  # doctest: +SKIP
         0.73...
     """
     beir = load_beir(data)
@@ -94,12 +91,10 @@ def evaluate_model(
         st_model = load_model(resolve_model_name(model), device, trust_remote_code)
         dims = tuple(dims or matryoshka_dims(embedding_dim(st_model)))
         cache = _launch_cache(precision, batch_size)
-        doc_ids = list(beir.corpus)
-        doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+        doc_ids, doc_texts = beir.documents()
         doc_emb = _encode(cache, st_model, doc_texts, "corpus", show_progress_bar=True)
         qids = sorted(qrels)
-        queries = [beir.queries[q] for q in qids]
-        q_emb = dict(zip(qids, _encode(cache, st_model, queries, "queries")))
+        q_emb = dict(zip(qids, _encode(cache, st_model, [beir.queries[q] for q in qids], "queries")))
 
         def metrics() -> dict[str, dict[str, dict[str, float]]]:
             out: dict[str, SplitMetrics] = {
@@ -135,22 +130,8 @@ def _encode(
     return vectors
 
 
-def _refuse_existing(path: Path, overwrite: bool, model_folder: bool = False) -> None:
-    """Refuse an existing output unless ``overwrite``; a folder is only replaced if it is a model."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path}: exists; fix: pass --overwrite to replace it, or choose another --out"
-        )
-    if (
-        model_folder
-        and path.is_dir()
-        and any(path.iterdir())
-        and not (path / "modules.json").is_file()
-    ):
-        raise FileExistsError(
-            f"{path}: not a sentence-transformers model folder (no modules.json), so --overwrite "
-            "will not delete it; fix: choose a new or empty --out folder"
-        )
+def _is_model_folder(path: Path) -> bool:
+    return (path / "modules.json").is_file()
 
 
 def mine(
@@ -172,26 +153,21 @@ def mine(
     the first one mines and writes the files, and every process returns that report.
     """
     out = Path(out)
-    _refuse_existing(out, overwrite)
+    refuse_existing(out, overwrite)
     beir = load_beir(data)
     positives = beir.positives(split)
     device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
     with process_group(device):
         model = load_model(resolve_model_name(base_model), device, trust_remote_code)
         cache = _launch_cache(precision, batch_size)
-        doc_ids = list(beir.corpus)
-        doc_texts = [beir.corpus[d].full_text for d in doc_ids]
+        doc_ids, doc_texts = beir.documents()
         doc_emb = _encode(cache, model, doc_texts, "corpus", show_progress_bar=True)
         qids = sorted(positives)
-        q_emb = _encode(cache, model, [beir.queries[q] for q in qids], "queries")
+        q_emb = dict(zip(qids, _encode(cache, model, [beir.queries[q] for q in qids], "queries")))
 
         def mine_and_write() -> MiningReport:
-            result = mine_hard_negatives(
-                positives, beir.queries, doc_ids, doc_texts, q_emb, doc_emb, config
-            )
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_mined(result.rows, out)
-            write_json(out.with_name("mining_report.json"), asdict(result.report))
+            result = mine_pairs(positives, beir, doc_ids, doc_texts, q_emb, doc_emb, config)
+            write_mining(result, out, out.with_name("mining_report.json"))
             return result.report
 
         return on_main_process(mine_and_write)
@@ -249,7 +225,10 @@ def train(
     trains on its share of the rows, and only the first one (rank 0) writes ``out``.
     """
     out = Path(out)
-    _refuse_existing(out, overwrite, model_folder=True)
+    refuse_existing(
+        out, overwrite, ours=_is_model_folder,
+        what="a sentence-transformers model folder (no modules.json)",
+    )
     training_rows = _rows_from_file(Path(rows))
     config = config or TrainConfig()
     device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
@@ -263,7 +242,7 @@ def train(
         docs = sorted({t for r in training_rows for t in (r.positive, *r.negatives)})
         if len(docs) > ROTATION_SAMPLE:
             docs = random.Random(config.seed).sample(docs, ROTATION_SAMPLE)
-        add_rotation(model, pca_rotation(encode_texts(model, docs)))
+        rotate_to_corpus(model, encode_texts(model, docs))
     result = train_model(
         model,
         training_rows,
@@ -275,19 +254,13 @@ def train(
         positives=positives_by_query(training_rows),
     )
     if is_main_process():  # DDP keeps the weights identical: one process writes them
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save(str(tmp))  # then rename: a half-written model never looks finished
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        save_model(model, out)
     barrier()  # no process reports success before the model exists
     return result
 
 
 def rerender_report(run_dir: str | Path) -> Path:
     """Rebuild ``report.md`` and the plots from ``RUN_DIR/report.json``."""
-    from honed.report.markdown import write_report
-
     run_dir = Path(run_dir)
     path = run_dir / "report.json"
     if not path.is_file():
@@ -295,32 +268,6 @@ def rerender_report(run_dir: str | Path) -> Path:
             f"{path}: no such file; fix: point at a finished `honed run` folder"
         )
     return write_report(RunResult(**json.loads(path.read_text(encoding="utf-8"))), run_dir)
-
-
-def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
-    """A TREC run file (``qid Q0 docid rank score tag``) as a Run.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a line without 6 columns or with a non-numeric score (names file and line).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such run file")
-    run: dict[str, dict[str, float]] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            qid, _, doc_id, _, score = fields[:5]
-            run.setdefault(qid, {})[doc_id] = float(score)
-        except ValueError as err:
-            raise ValueError(
-                f"{path}:{line_no}: expected 'qid Q0 docid rank score tag', got {line[:80]!r}; "
-                "fix: write the run in TREC format"
-            ) from err
-    return run
 
 
 def compare_systems(
@@ -338,27 +285,19 @@ def compare_systems(
     ``systems``: model folders or hub ids (retrieved at full dim, top 100), or ``.trec``/``.run``
     files. Returns one dict per (pair, metric) with the statistics and a one-line sentence.
     """
-    from honed.evaluation.significance import compare
-
     beir = load_beir(data)
     qrels = beir.split(split)
-    qids = sorted(qrels)
-    doc_ids = list(beir.corpus)
-    doc_texts = [beir.corpus[d].full_text for d in doc_ids]
     runs: dict[str, Any] = {}
     for name in systems:
         if Path(name).suffix in (".trec", ".run", ".txt"):
             runs[name] = read_trec_run(name)
             continue
         model = load_model(resolve_model_name(name), device)
-        cache = EmbeddingCache(precision=precision)
-        q_emb = dict(zip(qids, cache.encode(model, [beir.queries[q] for q in qids])))
-        docs = cache.encode(model, doc_texts, show_progress_bar=True)
-        runs[name] = dense_runs(q_emb, docs, doc_ids, {split: qrels}, [embedding_dim(model)])[
-            split
-        ][str(embedding_dim(model))]
+        full = embedding_dim(model)
+        dense, _ = model_runs(EmbeddingCache(precision=precision), model, beir, {split: qrels}, [full])
+        runs[name] = dense[split][str(full)]
     if bm25:
-        runs["bm25"] = bm25_runs(beir, doc_ids, doc_texts, {split: qrels})[split]["bm25"]
+        runs["bm25"] = bm25_runs(beir, *beir.documents(), {split: qrels})[split]["bm25"]
     if len(runs) < 2:
         raise ValueError(f"systems: expected at least two to compare, got {len(runs)}")
     tests = compare(qrels, runs, n_resamples=n_resamples, seed=seed)

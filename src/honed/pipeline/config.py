@@ -10,9 +10,9 @@ from typing import Any
 from honed.data.splits import DEFAULT_DEV_FRACTION, DEFAULT_MIN_DEV_QUERIES, DEFAULT_SEED, SplitRule
 from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.encoder import Precision
-from honed.mining.hard_negatives import MiningConfig
+from honed.mining.config import MiningConfig
 from honed.mining.qgen import QueryGenConfig
-from honed.training.trainer import TrainConfig
+from honed.training.config import TrainConfig
 
 __all__ = ["Notify", "RunConfig"]
 

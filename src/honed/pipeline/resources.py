@@ -1,65 +1,31 @@
 """Resource guard: estimate a stage's time and peak memory before it runs; refuse what cannot fit.
 
-A run killed for memory halfway through training has spent its baseline and mining for nothing,
-and the out-of-memory killer prints no message. So ``honed run`` prints an estimate before mining
-and training and refuses, with the number and a fix, a peak above the available memory.
-
-Training peak = in use now + weights state + activations:
-
-* weights state = trainable parameter bytes x 3 (gradients, AdamW's two moments) + all parameter
-  bytes (checkpoints are saved, and the best epoch reloaded, through a copy) + 1 more for gist's
-  guide model;
-* activations = bytes autograd saves for backward (``saved_tensors_hooks``, parameters excluded)
-  in a probe: forward+backward on the 2, then the 4, longest training texts. They are affine in
-  the number of texts (the fixed part: bf16 weight copies under autocast), so two sizes give the
-  bytes per text, scaled to one forward pass with gradients: ``mini_batch_size`` texts for
-  cached_mnrl, ``batch_size x (2 + negatives)`` for mnrl (every column's graph lives
-  until backward), ``batch_size x 3`` for triplet and gist; x ``TRANSIENT`` for the activation gradients
-  of backward. On a MiniLM-sized BERT (6 x 384, 256 tokens, CPU) a fresh process's peak RSS was
-  6-12% above saved + gradient bytes; per text it saved 41.7 MiB (fp32), 95.6 MiB (attention
-  dropout 0.1: "math" attention keeps the probabilities), 25.6 MiB (bf16).
-
-Not a peak-RSS delta: glibc keeps freed pages and a probe after the corpus encoding reuses them
-(2 texts saving 191 MiB moved it by 0.1 MiB). Counting saved tensors needs no ``/proc`` either,
-so there is no analytic fallback. The stage records the peak RSS after its work, as the actual.
-
-Time (an upper bound: every text at the probe's length, the longest) = epochs x (texts x
-(forward + backward, + forward for cached_mnrl's no-grad pass or gist's guide) + eval_texts x
-forward), per text from the 4-text probe (the 2-text one warms up). Mining: :func:`estimate_mining`.
+The estimators themselves (a probe step, the arithmetic) are in :mod:`honed.pipeline.estimates`;
+this module holds the estimate type, the refusal and the memory readings.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import time
-from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
-    from honed.mining.hard_negatives import MinedRow
-    from honed.training.trainer import TrainConfig
+    pass
 
 __all__ = [
     "ResourceError",
     "ResourceEstimate",
     "available_memory",
     "check",
-    "estimate_mining",
-    "estimate_training",
     "peak_memory",
     "process_memory",
     "reset_peak",
 ]
 
 MARGIN = 0.9  # refuse above 90% of the available memory: the estimate is not exact
-TRANSIENT = 1.2  # backward's activation gradients on top of the saved tensors (measured 1.06-1.12)
-PROBE_SIZES = (2, 4)  # texts per probe step: two sizes give the per-text slope
-QUERY_CHUNK = 4096  # honed.retrieval.dense.top_k's default chunk_size, which the miner uses
 _STAGE_NAMES = {"train": "training", "mine": "mining"}
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -100,18 +66,18 @@ class ResourceEstimate:
 
     def sentence(self) -> str:
         """One line, e.g. "training: ~14 min, peak ~3.1 GiB of 21.5 GiB available"."""
-        name, peak = _STAGE_NAMES[self.stage], _size(self.peak_bytes)
+        name, peak = _STAGE_NAMES[self.stage], format_size(self.peak_bytes)
         head = f"{name}: ~{_duration(self.seconds)}, peak ~{peak}"
         if self.available_bytes is None:
             return f"{head} (available memory unknown on this platform: not checked)"
-        return f"{head} of {_size(self.available_bytes)} available{_on(self.device)}"
+        return f"{head} of {format_size(self.available_bytes)} available{_on(self.device)}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields plus the sentence (what ``status.json`` records)."""
         return {**asdict(self), "sentence": self.sentence()}
 
 
-def _size(n: float) -> str:
+def format_size(n: float) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
@@ -142,8 +108,8 @@ def check(estimate: ResourceEstimate, margin: float = MARGIN) -> None:
         return
     load = f" ({estimate.load})" if estimate.load else ""
     raise ResourceError(
-        f"{_STAGE_NAMES[estimate.stage]} needs ~{_size(estimate.peak_bytes)} at peak{load} "
-        f"but {_size(available)} is available{_on(estimate.device)} and honed uses at most "
+        f"{_STAGE_NAMES[estimate.stage]} needs ~{format_size(estimate.peak_bytes)} at peak{load} "
+        f"but {format_size(available)} is available{_on(estimate.device)} and honed uses at most "
         f"{margin:.0%} of it; fix: {estimate.fix or 'free memory or use a machine with more'}"
     )
 
@@ -250,292 +216,6 @@ def peak_memory(device: str = "cpu") -> int | None:
 # --- training -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Probe:
-    per_text: float  # bytes saved for backward per text
-    fixed: float  # bytes saved whatever the number of texts
-    forward: float  # seconds per text
-    backward: float  # seconds per text
-    tokens: int  # per text
-    precision: str
-
-
-@contextlib.contextmanager
-def _as_in_training(model: SentenceTransformer, config: TrainConfig) -> Iterator[None]:
-    """Give ``model`` in place the state training gives it, and restore everything on exit.
-
-    Train mode, the configured attention dropout (it picks fused or "math" attention, which
-    differ in memory and time) and max_seq_length. No copy of a large model is made; gradients,
-    buffers, dropout, mode and the RNG state are as before.
-    """
-    import torch
-
-    from honed.training.trainer import set_attention_dropout
-
-    device = torch.device(str(model.device))
-    params = list(model.parameters())
-    grads = [p.grad for p in params]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    attention: list[Any] = [
-        getattr(m, "dropout", None)
-        for m in model.modules()
-        if type(m).__name__.endswith("SelfAttention")
-    ]
-    dropouts = [(d, d.p) for d in attention if hasattr(d, "p")]
-    hf_config: Any = getattr(getattr(model[0], "auto_model", None), "config", None)
-    old_prob = getattr(hf_config, "attention_probs_dropout_prob", None)
-    was_training, old_len = model.training, model.max_seq_length
-    try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            for p in params:
-                p.grad = None
-            model.train()
-            if config.attention_dropout is not None:
-                set_attention_dropout(model, config.attention_dropout)
-            if config.max_seq_length is not None:
-                model.max_seq_length = config.max_seq_length
-            yield
-    finally:
-        for p, grad in zip(params, grads):
-            p.grad = grad
-        with torch.no_grad():
-            for buffer, copy in buffers:
-                buffer.copy_(copy)
-        for dropout, p_old in dropouts:
-            dropout.p = p_old
-        if old_prob is not None:
-            hf_config.attention_probs_dropout_prob = old_prob
-        model.max_seq_length = old_len
-        model.train(was_training)
-
-
-def _longest_texts(model: SentenceTransformer, rows: Sequence[MinedRow], n: int) -> list[str]:
-    """The ``n`` training texts with the most tokens (repeated when there are fewer)."""
-    texts = {t for r in rows for t in (r.query, r.positive, *r.negatives)}
-    candidates = sorted(texts, key=lambda t: (-len(t), t))[: 4 * n]  # by characters first: cheap
-    mask = model.preprocess(candidates).get("attention_mask")  # (candidates, tokens)
-    if mask is not None:
-        tokens = mask.sum(dim=1).tolist()
-        candidates = [t for _, t in sorted(zip(tokens, candidates), key=lambda p: -p[0])]
-    return (candidates * n)[:n]
-
-
-def _probe_step(
-    model: SentenceTransformer, texts: Sequence[str], precision: Any
-) -> tuple[int, float, float, int]:
-    """One forward+backward: (bytes saved for backward, forward s, backward s, tokens per text)."""
-    import torch
-
-    from honed.encoding.encoder import autocast
-
-    device = str(model.device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    features = model.preprocess(list(texts))
-    features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}  # storage address -> bytes; saved tensors stay alive: no reuse
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in params:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    start = time.perf_counter()
-    with autocast(device, precision):
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            embeddings = model(features)["sentence_embedding"]  # (n, dim)
-        sync()
-        middle = time.perf_counter()
-        embeddings.float().square().sum().backward()
-        sync()
-    tokens = int(features["attention_mask"].shape[1]) if "attention_mask" in features else 0
-    return sum(saved.values()), middle - start, time.perf_counter() - middle, tokens
-
-
-def _probe(model: SentenceTransformer, rows: Sequence[MinedRow], config: TrainConfig) -> _Probe:
-    from honed.encoding.encoder import resolve_precision
-
-    precision = resolve_precision(config.precision, str(model.device))
-    small_n, large_n = PROBE_SIZES
-    with _as_in_training(model, config):
-        texts = _longest_texts(model, rows, large_n)
-        small = _probe_step(model, texts[:small_n], precision)  # also warms the kernels up
-        large = _probe_step(model, texts, precision)
-    per_text = (large[0] - small[0]) / (large_n - small_n)
-    return _Probe(
-        per_text=per_text,
-        fixed=max(0.0, small[0] - per_text * small_n),
-        forward=large[1] / large_n,
-        backward=large[2] / large_n,
-        tokens=large[3],
-        precision=precision.value,
-    )
-
-
-def _training_fix(config: TrainConfig, tokens: int, weights_alone: bool) -> str:
-    if weights_alone:
-        return (
-            "the memory in use plus the weights' gradients and optimizer state already exceed "
-            "it: free memory, use a machine with more, or a smaller --base model"
-        )
-    if config.loss.value == "cached_mnrl":
-        return (
-            f"lower --mini-batch-size (now {config.mini_batch_size}) or --max-seq-length "
-            f"(the longest text has {tokens} tokens); cached_mnrl's peak does not grow with "
-            "--batch-size"
-        )
-    return (
-        "use --loss cached_mnrl (default; its peak does not grow with the batch) or lower "
-        f"--batch-size (now {config.batch_size}) / --max-seq-length (the longest text has "
-        f"{tokens} tokens)"
-    )
-
-
-def estimate_training(
-    model: SentenceTransformer,
-    rows: Sequence[MinedRow],
-    config: TrainConfig,
-    *,
-    eval_texts: int = 0,
-) -> ResourceEstimate:
-    """Estimate the time and peak memory of ``train_model(model, rows, config)`` from a probe.
-
-    The probe runs two forward+backward steps on the longest training texts, in train mode and
-    at training's precision; weights, gradients, buffers, mode, dropout, max_seq_length and RNG
-    state are restored after it (no optimizer step is taken).
-
-    Args:
-        model: the model about to be trained.
-        rows: the training rows.
-        config: the training settings.
-        eval_texts: texts the dev evaluator encodes after every epoch (documents + queries).
-
-    Raises:
-        ValueError: no rows, or a negative ``eval_texts``.
-
-    Example:
-        >>> estimate_training(model, mined.rows, TrainConfig()).sentence()  # doctest: +SKIP
-        'training: ~14 min, peak ~3.1 GiB of 21.5 GiB available'
-    """
-    if not rows:
-        raise ValueError("rows: expected at least one row, got none; fix: check the training split")
-    if eval_texts < 0:
-        raise ValueError(f"eval_texts: expected an integer >= 0, got {eval_texts}")
-    device, loss = str(model.device), config.loss.value
-    one_negative = loss in ("triplet", "gist")  # build_dataset: one row per negative
-    n_rows = sum(len(r.negatives) for r in rows) if one_negative else len(rows)
-    columns = 3 if one_negative else 2 + max(len(r.negatives) for r in rows)
-    per_step = min(config.batch_size, n_rows)
-    grad_texts = (
-        min(config.mini_batch_size, per_step) if loss == "cached_mnrl" else per_step * columns
-    )
-    probe = _probe(model, rows, config)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    in_use = process_memory(device)
-    parts = {
-        "in_use": in_use or 0,
-        "weights_state": 3 * trainable + weights + (weights if loss == "gist" else 0),
-        "activations": round(TRANSIENT * (probe.fixed + probe.per_text * grad_texts)),
-    }
-    extra = probe.forward if loss in ("cached_mnrl", "gist") else 0.0
-    texts = n_rows * columns
-    step = probe.forward + probe.backward + extra
-    available = available_memory(device)
-    detail = (
-        f"probe: forward+backward of {' and '.join(map(str, PROBE_SIZES))} texts of "
-        f"{probe.tokens} tokens ({probe.precision}): {_size(probe.per_text)} saved per text + "
-        f"{_size(probe.fixed)} fixed, x{TRANSIENT} for backward; {probe.forward * 1e3:.1f} + "
-        f"{probe.backward * 1e3:.1f} ms per text; {config.epochs} epochs x ({texts} training "
-        f"+ {eval_texts} evaluation texts)" + ("; memory in use unknown" if in_use is None else "")
-    )
-    weights_alone = parts["in_use"] + parts["weights_state"] > MARGIN * (available or float("inf"))
-    return ResourceEstimate(
-        stage="train",
-        seconds=config.epochs * (texts * step + eval_texts * probe.forward),
-        peak_bytes=sum(parts.values()),
-        available_bytes=available,
-        detail=detail,
-        load=f"{grad_texts} texts of {probe.tokens} tokens per forward pass with gradients",
-        fix=_training_fix(config, probe.tokens, weights_alone),
-        device=device,
-        parts=parts,
-    )
-
-
 # --- mining ---------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
-def _score_seconds(dim: int) -> float:
-    """Seconds per (query, document) score: a (64, dim) x (dim, 4096) product and its top 50.
-
-    Measured once per dim and process (best of 3), so estimates made in one process agree.
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    queries = rng.standard_normal((64, dim), dtype=np.float32)  # (64, dim)
-    docs = rng.standard_normal((4096, dim), dtype=np.float32)  # (4096, dim)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        np.argpartition(queries @ docs.T, 4096 - 50, axis=1)  # (64, 4096) scores
-        best = min(best, time.perf_counter() - start)
-    return best / (64 * 4096)
-
-
-def estimate_mining(
-    n_queries: int, n_docs: int, dim: int, depth: int, *, embeddings_resident: bool = False
-) -> ResourceEstimate:
-    """Estimate the time and peak memory of mining ``depth`` candidates for each query.
-
-    Peak = in use now + embeddings ((n_queries + n_docs) x dim x 4 bytes; 0 when
-    ``embeddings_resident``: already in memory) + one chunk of scores (chunk x n_docs x 12 bytes:
-    float32 scores and int64 argpartition indices; ``honed.retrieval.dense.MAX_SCORE_ELEMENTS`` bounds
-    the chunk) + candidates (n_queries x depth x 12 bytes, twice: per chunk, then joined).
-    Time = n_queries x n_docs x a measured time per score.
-
-    Raises:
-        ValueError: an argument is not a positive integer.
-
-    Example:
-        >>> estimate_mining(800, 5183, 384, 50).stage
-        'mine'
-    """
-    from honed.retrieval.dense import MAX_SCORE_ELEMENTS
-
-    sizes = {"n_queries": n_queries, "n_docs": n_docs, "dim": dim, "depth": depth}
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    chunk = min(n_queries, QUERY_CHUNK, max(1, MAX_SCORE_ELEMENTS // n_docs))
-    embeddings = (n_queries + n_docs) * dim * 4
-    in_use = process_memory("cpu")
-    parts = {
-        "in_use": in_use or 0,
-        "embeddings": 0 if embeddings_resident else embeddings,
-        "scores": chunk * n_docs * 12,
-        "candidates": n_queries * min(depth, n_docs) * 12 * 2,
-    }
-    per_score = _score_seconds(dim)
-    return ResourceEstimate(
-        stage="mine",
-        seconds=n_queries * n_docs * per_score,
-        peak_bytes=sum(parts.values()),
-        available_bytes=available_memory("cpu"),
-        detail=(
-            f"analytic: {n_queries} x {n_docs} scores at {per_score * 1e9:.2f} ns each "
-            f"(measured), {chunk} queries per chunk, embeddings {_size(embeddings)}"
-            + (" (already in memory)" if embeddings_resident else "")
-            + ("; memory in use unknown" if in_use is None else "")
-        ),
-        load=f"{n_docs} x {dim} document embeddings and a {chunk} x {n_docs} score matrix",
-        fix=(
-            f"free memory or use a machine with more; the embeddings of the {n_docs} documents "
-            f"take {_size(n_docs * dim * 4)}, and the score matrix is already bounded by "
-            "honed.retrieval.dense.MAX_SCORE_ELEMENTS"
-        ),
-        parts=parts,
-    )

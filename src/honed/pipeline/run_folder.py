@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from honed.data.beir import BeirData
-from honed.files import sha256_file
+from honed.files import refuse_existing, sha256_file
 from honed.types import Qrels
 
 __all__ = ["data_summary", "environment", "prepare_run_dir"]
+
+def _is_run_folder(path: Path) -> bool:
+    config = path / "config.json"
+    text = config.read_text(encoding="utf-8", errors="replace") if config.is_file() else ""
+    return "honed_version" in text
+
 
 def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
     """Create the run folder; refuse to touch an existing one unless ``overwrite`` and it is honed's.
@@ -23,23 +29,14 @@ def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
             given for a folder that is not a honed run folder (nothing is deleted then).
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out}: run folder exists and is not empty; fix: pass --overwrite to replace it, "
-                "or choose another --out"
-            )
-        config = out / "config.json"
-        text = config.read_text(encoding="utf-8", errors="replace") if config.is_file() else ""
-        if "honed_version" not in text:
-            raise FileExistsError(
-                f"{out}: not a honed run folder (no honed config.json), so --overwrite will not "
-                "delete it; fix: choose a new or empty --out folder"
-            )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        refuse_existing(
+            out, overwrite, ours=_is_run_folder, what="a honed run folder (no honed config.json)",
+            exists="run folder exists and is not empty",
+        )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
-
 
 
 def _count(qrels: Qrels) -> dict[str, int]:

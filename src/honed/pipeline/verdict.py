@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from honed.evaluation.deployment import decide_deployment, headline
+from honed.retrieval.fusion import FusionConfig
 from honed.training.trainer import TrainResult
 from honed.types import SplitMetrics
 
@@ -27,18 +29,14 @@ def training_dict(result: TrainResult, base: SplitMetrics, dims: Sequence[int]) 
 
 
 
-def _hybrid_verdict(
+def _deployment(
     metrics: Mapping[str, SplitMetrics],
     full: str,
     model: str,
-    stat: Mapping[tuple[str, str, str], Mapping[str, Any]],
-    fusion: Mapping[str, Any] | None,
-) -> tuple[str, dict[str, Any]]:
-    """Which of dense / BM25 / hybrid to deploy, decided on dev nDCG@10, and the sentence saying so.
-
-    ``dense`` is the recommended model (``model``: tuned or base) at full dim. On a dev tie the
-    simpler system wins: dense, then BM25 (one index each), then hybrid (needs both).
-    """
+    tests: Sequence[Mapping[str, Any]],
+    fusion: FusionConfig | None,
+) -> dict[str, Any]:
+    """Dense (the recommended ``model`` at full dim), BM25 or hybrid, by the one decider."""
     scores = {
         split: {
             "dense": metrics[model][split][full]["ndcg@10"],
@@ -47,25 +45,16 @@ def _hybrid_verdict(
         }
         for split in ("dev", "test")
     }
-    dev, test = scores["dev"], scores["test"]
-    deploy = max(dev, key=lambda name: dev[name])  # first of the tied: dense, bm25, hybrid
-    how = f" ({fusion['method']}, dense weight {fusion['weight']:g})" if fusion else ""
-    quoted = [
-        f"vs {label} {t['sentence']}"
-        for label, pair in (("tuned", (f"tuned@{full}", "hybrid")), ("BM25", ("bm25", "hybrid")))
-        if (t := stat.get((*pair, "ndcg@10")))
-    ]
-    sentence = (
-        f"Deploy {deploy} retrieval (decided on dev nDCG@10: dense {dev['dense']:.3f}, BM25 "
-        f"{dev['bm25']:.3f}, hybrid{how} {dev['hybrid']:.3f}); on test hybrid {test['hybrid']:.3f}"
-        + (
-            f": {'; '.join(quoted)}."
-            if quoted
-            else f" vs dense {test['dense']:.3f}, BM25 {test['bm25']:.3f}."
-        )
+    names = {"dense": f"tuned@{full}", "bm25": "bm25", "hybrid": "hybrid"}
+    decision = decide_deployment(
+        scores["dev"], scores["test"], fusion, tests, "test", names, dense_label="tuned"
     )
-    return sentence, {"deploy": deploy, "dense_model": model, "ndcg10": scores}
-
+    return {
+        "deploy": decision.deploy,
+        "dense_model": model,
+        "ndcg10": scores,
+        "sentence": decision.sentence,
+    }
 
 
 def make_verdict(
@@ -78,7 +67,7 @@ def make_verdict(
     """Did fine-tuning clear the baseline and BM25? Decided on dev; test is reported, not used to choose.
 
     With a ``"hybrid"`` system in ``metrics`` (and ``fusion``, the chosen
-    :class:`~honed.retrieval.fusion.FusionChoice` as a dict), one more sentence says which of dense, BM25 and
+    :meth:`~honed.retrieval.fusion.FusionConfig.to_record` of the fusion chosen on dev), one more sentence says which of dense, BM25 and
     hybrid to deploy (``verdict["retrieval"]``; None without hybrid).
     """
     full = str(max(dims))
@@ -119,10 +108,12 @@ def make_verdict(
             f"Smallest tuned dim at least as good as the untuned model at {full} dims: "
             f"{min(small)} ({best:.3f} vs {base_test:.3f})."
         )
-    retrieval = None
+    retrieval, how = None, ""
     if "hybrid" in metrics and "bm25" in metrics:
-        sentence, retrieval = _hybrid_verdict(metrics, full, recommend, stat, fusion)
-        lines.append(sentence)
+        config = FusionConfig.from_record(fusion, source="dev") if fusion else None
+        how = f"{config.method.value}, dense weight {config.dense_weight:g}" if config else ""
+        retrieval = _deployment(metrics, full, recommend, tests, config)
+        lines.append(retrieval["sentence"])
     return {
         "recommendation": recommend,
         "base_dev_ndcg10": base_dev,
@@ -133,4 +124,5 @@ def make_verdict(
         "best_epoch": result.best_epoch,
         "retrieval": retrieval,
         "sentences": lines,
+        "headline": headline(recommend, retrieval, how),
     }

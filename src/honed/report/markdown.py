@@ -1,4 +1,4 @@
-"""Markdown, JSON and plots from a :class:`~honed.pipeline.config.RunResult`; nothing here computes metrics."""
+"""``report.md`` from a :class:`~honed.pipeline.results.RunResult`; nothing here computes metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from honed.evaluation.deployment import verdict_headline
+from honed.index.plan_report import render_plan
+from honed.index.planner import PlanResult
+from honed.report.model_card import rotation_note
+
 if TYPE_CHECKING:
     from honed.pipeline.results import RunResult
 
-__all__ = ["metrics_table", "render_markdown", "write_model_card", "write_plots", "write_report"]
+__all__ = ["COLUMNS", "HEADERS", "metrics_table", "render_markdown"]
 
 COLUMNS = ("ndcg@10", "mrr@10", "recall@1", "recall@5", "recall@10", "recall@100", "map@100")
 HEADERS = ("nDCG@10", "MRR@10", "R@1", "R@5", "R@10", "R@100", "MAP@100")
@@ -74,8 +79,6 @@ def _hybrid_section(run: RunResult) -> str:
 
 def _plan_section(run: RunResult) -> str:
     """The budget planner: test table, Pareto plot and the configuration chosen on dev."""
-    from honed.index.planner import PlanResult, render_plan
-
     plan = run.plan
     title = "## Deployment: shortlist dim x precision\n\n"
     if "skipped" in plan:
@@ -144,11 +147,11 @@ def render_markdown(run: RunResult) -> str:
     sections = [
         f"# honed run report: `{Path(data['path']).name}`",
         "## Verdict\n\n" + "\n".join(f"- {s}" for s in run.verdict["sentences"]),
-        f"Recommendation: **{run.verdict['recommendation']} model**"
+        f"**{verdict_headline(run.verdict)}**\n\nModel: "
         + (
-            f" (`{run.run_dir}/model`)"
+            f"`{run.run_dir}/model` (tuned)"
             if run.verdict["recommendation"] == "tuned"
-            else f" (`{run.config['base_model']}`)"
+            else f"`{run.config['base_model']}` (base)"
         ),
         "## Test split (held out, used only here)\n\n" + metrics_table(run.metrics, "test"),
         "## Dev split (carved from training data; model selection)\n\n"
@@ -160,7 +163,7 @@ def render_markdown(run: RunResult) -> str:
         f"{training['rows']} rows, {training['steps']} steps, {training['seconds'] / 60:.1f} min "
         f"({training['rows_per_second']:.2f} rows/s, {training['precision']}), Matryoshka dims "
         f"{', '.join(map(str, training['dims']))}. Epoch 0 is the untuned model; the epoch with the best "
-        f"dev nDCG@10 is kept (epoch {training['best_epoch']:g}).{_rotation_note(training)}\n\n"
+        f"dev nDCG@10 is kept (epoch {training['best_epoch']:g}).{rotation_note(training)}\n\n"
         + _curve_table(training),
         "![training curve](plots/training_curve.png)",
         *([_evidence_section(run.evidence)] if run.evidence else []),
@@ -279,38 +282,6 @@ def _evidence_section(evidence: Mapping[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def _evidence_plots(evidence: Mapping[str, Any], folder: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    test = evidence["test"]
-    deltas = list(test["ndcg_delta"].values())
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(deltas, bins=40, color="tab:blue")
-    ax.axvline(0, color="black", linewidth=0.8)
-    better, worse = sum(d > 1e-9 for d in deltas), sum(d < -1e-9 for d in deltas)
-    ax.set_title(f"Per-query nDCG@10 change, tuned - base ({better} better, {worse} worse)")
-    ax.set_xlabel("nDCG@10 change")
-    ax.set_ylabel("test queries")
-    fig.tight_layout()
-    paths = [folder / "per_query_delta.png"]
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    pairs = [(a or 150, b or 150) for a, b in test["first_rank"].values()]
-    ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=10, alpha=0.5)
-    ax.plot([1, 150], [1, 150], color="grey", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("base: rank of first relevant (150 = not in top 100)")
-    ax.set_ylabel("tuned: rank of first relevant")
-    ax.set_title("Below the diagonal: tuned ranks it higher")
-    fig.tight_layout()
-    paths.append(folder / "first_rank.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    return paths
-
-
 def _data_section(data: Mapping[str, Any]) -> str:
     lines = [
         f"{data['documents']} documents, {data['queries']} queries.",
@@ -329,162 +300,3 @@ def _data_section(data: Mapping[str, Any]) -> str:
         )
     lines += [f"- warning: {w}" for w in data["warnings"]]
     return "\n".join(lines)
-
-
-def write_plots(run: RunResult, folder: Path) -> list[Path]:
-    """``ndcg_vs_dim.png`` and ``training_curve.png``; returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for split, style in (("test", "-"), ("dev", ":")):
-        dims = [int(d) for d in _dims(run.metrics, split)][::-1]
-        for system in ("base", "tuned"):
-            if system in run.metrics:
-                ys = [run.metrics[system][split][str(d)]["ndcg@10"] for d in dims]
-                ax.plot(dims, ys, style, marker="o", label=f"{system} ({split})")
-        if "bm25" in run.metrics:
-            ax.axhline(
-                run.metrics["bm25"][split]["bm25"]["ndcg@10"],
-                linestyle=style,
-                color="grey",
-                label=f"BM25 ({split})",
-            )
-        if "hybrid" in run.metrics:
-            ax.axhline(
-                run.metrics["hybrid"][split]["hybrid"]["ndcg@10"],
-                linestyle=style,
-                color="tab:green",
-                label=f"hybrid ({split})",
-            )
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(dims, [str(d) for d in dims])
-    ax.set_xlabel("embedding dimension (Matryoshka prefix)")
-    ax.set_ylabel("nDCG@10")
-    ax.set_title("Retrieval quality vs dimension")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(folder / "ndcg_vs_dim.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
-    written.append(_training_plot(run.training, folder / "training_curve.png"))
-    if run.evidence:
-        written += _evidence_plots(run.evidence, folder)
-    return written
-
-
-def _training_plot(training: Mapping[str, Any], path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    curve = training["curve"]
-    for key in [k for k in curve[0] if k.startswith("dev_ndcg@10")]:
-        ax.plot([c["epoch"] for c in curve], [c.get(key) for c in curve], marker="o", label=key)
-    ax.set_xlabel("epoch (0 = untuned)")
-    ax.set_ylabel("dev nDCG@10")
-    ax.grid(alpha=0.3)
-    losses = training["loss_curve"]
-    if losses:
-        twin = ax.twinx()
-        twin.plot(
-            [p["epoch"] for p in losses],
-            [p["loss"] for p in losses],
-            color="grey",
-            alpha=0.5,
-            label="train loss",
-        )
-        twin.set_ylabel("train loss")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Training curve")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write_model_card(run: RunResult, model_dir: Path) -> Path:
-    """``model/README.md``: base model, data, settings and results, readable without honed."""
-    full = max(int(d) for d in run.metrics["tuned"]["test"])
-    test = run.metrics["tuned"]["test"]
-    card = [
-        "---",
-        "library_name: sentence-transformers",
-        "pipeline_tag: sentence-similarity",
-        "tags: [sentence-transformers, retrieval, matryoshka, honed]",
-        "---",
-        "",
-        f"# Fine-tuned retrieval model for `{Path(run.data['path']).name}`",
-        "",
-        f"Fine-tuned from `{run.config['base_model']}` with honed {run.environment['honed']}.",
-        "",
-        "```python\nfrom sentence_transformers import SentenceTransformer\n"
-        f'model = SentenceTransformer("path/to/model", truncate_dim={full})  # or 256, 128, 64\n```',
-        "",
-        "## Data",
-        "",
-        f"{run.data['documents']} documents; training pairs {run.data['splits']['train']['pairs']}, "
-        f"dev queries {run.data['splits']['dev']['queries']}, test queries {run.data['splits']['test']['queries']}.",
-        "",
-        "## Training",
-        "",
-        f"Loss {run.training['config']['loss']} in MatryoshkaLoss (dims {', '.join(map(str, run.training['dims']))}), "
-        f"{run.mining['num_negatives']} mined hard negatives per pair, batch {run.training['config']['batch_size']}, "
-        f"lr {run.training['config']['learning_rate']}, epochs {run.training['config']['epochs']} "
-        f"(kept epoch {run.training['best_epoch']:g} by dev nDCG@10), seed {run.config['seed']}."
-        + _rotation_note(run.training),
-        "",
-        "## Results (held-out test split)",
-        "",
-        "| dim | nDCG@10 | Recall@10 | base nDCG@10 |",
-        "|---:|---:|---:|---:|",
-        *[
-            f"| {d} | {test[d]['ndcg@10']:.4f} | {test[d]['recall@10']:.4f} | "
-            f"{run.metrics['base']['test'][d]['ndcg@10']:.4f} |"
-            for d in sorted(test, key=int, reverse=True)
-        ],
-    ]
-    if "bm25" in run.metrics:
-        card += [
-            "",
-            f"BM25 on the same split: nDCG@10 {run.metrics['bm25']['test']['bm25']['ndcg@10']:.4f}.",
-        ]
-    path = model_dir / "README.md"
-    path.write_text("\n".join(card) + "\n", encoding="utf-8")
-    return path
-
-
-def _rotation_note(training: dict[str, Any]) -> str:
-    """What the report says of the corpus rotation and the re-mining round, when they ran."""
-    note = ""
-    if training.get("config", {}).get("rotate"):
-        note += (
-            " Training started from the base model rotated by the principal directions of its "
-            "corpus embeddings (an orthogonal Dense layer before Normalize: no full-dim score "
-            "changed at the start; the first dims began as the best linear truncation)."
-        )
-    second = training.get("round2")
-    if second:
-        note += (
-            f" A second round mined {second['rows']} rows again with the tuned model and trained "
-            f"{second['epochs']} more epoch(s) at lr {second['learning_rate']}: dev nDCG@10 "
-            f"{second['best_dev_ndcg10']:.4f} vs {second['first_round_dev_ndcg10']:.4f} after "
-            f"the first round, so it was {'kept' if second['kept'] else 'discarded'}."
-        )
-    return note
-
-
-def write_report(run: RunResult, out: Path, plots: Sequence[str] | None = None) -> Path:
-    """Write ``report.md``, ``plots/*.png`` and the model card; returns the report path."""
-    write_plots(run, out / "plots")
-    if (out / "model").is_dir() and "tuned" in run.metrics:
-        write_model_card(run, out / "model")
-    path = out / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text(render_markdown(run), encoding="utf-8")
-    tmp.replace(path)
-    return path

@@ -1,4 +1,4 @@
-"""Hybrid retrieval: fuse a dense run with a BM25 run, and choose how on the dev split.
+"""Hybrid retrieval: fuse a dense run with a BM25 run (choosing how is :mod:`honed.evaluation.fusion_choice`).
 
 Three fusion methods, each computed per query over the union of the documents the runs return:
 
@@ -25,27 +25,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from honed.evaluation.metrics import _rank, evaluate
-from honed.types import Qrels, Run
+from honed.retrieval.ranking import ranked_ids
+from honed.types import Run
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "RUN_DEPTH",
-    "FusionChoice",
     "FusionConfig",
     "FusionMethod",
-    "choose_fusion",
+    "as_fusion_method",
     "fuse",
     "fusion_from_run",
 ]
 
 DEFAULT_WEIGHTS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-"""Dense weights tried by :func:`choose_fusion` (BM25 gets ``1 - weight``)."""
+"""Dense weights tried by :func:`honed.evaluation.fusion_choice.choose_fusion` (BM25 gets ``1 - weight``)."""
 
 MIN_SPREAD = 1e-9
 """Smallest ``max - min`` (minmax) or standard deviation (zscore) divided by, as in ranx."""
@@ -65,7 +64,7 @@ class FusionMethod(str, Enum):
     ZSCORE = "zscore"
 
 
-def _method(method: FusionMethod | str) -> FusionMethod:
+def as_fusion_method(method: FusionMethod | str) -> FusionMethod:
     """Coerce ``method`` to :class:`FusionMethod`, naming the allowed values when it is not one."""
     try:
         return FusionMethod(method)
@@ -103,7 +102,7 @@ def _positive_int(name: str, value: int) -> None:
 
 def _rrf(qid: str, scores: Mapping[str, float], k: int) -> dict[str, float]:
     """``1 / (k + rank)`` of each document, ranks 1-based in trec_eval order."""
-    return {doc: 1.0 / (k + rank) for rank, doc in enumerate(_rank(qid, dict(scores), None), 1)}
+    return {doc: 1.0 / (k + rank) for rank, doc in enumerate(ranked_ids(qid, dict(scores), None), 1)}
 
 
 def _minmax(qid: str, scores: Mapping[str, float], k: int) -> dict[str, float]:
@@ -168,7 +167,7 @@ def fuse(
     """
     if len(runs) < 2:
         raise ValueError(f"runs: expected at least two runs to fuse, got {len(runs)}")
-    chosen = _method(method)
+    chosen = as_fusion_method(method)
     shares = _weights(weights, len(runs))
     _positive_int("k", k)
     _positive_int("depth", depth)
@@ -179,91 +178,8 @@ def fuse(
         for weight, run in zip(shares, runs):
             for doc, value in normalise(qid, run.get(qid, {}), k).items():
                 fused[doc] = fused.get(doc, 0.0) + weight * value
-        fused_run[qid] = {doc: fused[doc] for doc in _rank(qid, fused, depth)}
+        fused_run[qid] = {doc: fused[doc] for doc in ranked_ids(qid, fused, depth)}
     return fused_run
-
-
-@dataclass(frozen=True)
-class FusionChoice:
-    """The fusion chosen on the dev split by :func:`choose_fusion`.
-
-    Attributes:
-        method: ``"rrf"``, ``"minmax"`` or ``"zscore"``.
-        weight: the dense run's weight; BM25 gets ``1 - weight``.
-        dev_ndcg10: dev nDCG@10 of the chosen setting.
-        grid: every setting tried, ``{"method", "weight", "dev_ndcg@10"}``, in the order tried.
-    """
-
-    method: str
-    weight: float
-    dev_ndcg10: float
-    grid: tuple[dict[str, Any], ...]
-
-
-def choose_fusion(
-    qrels_dev: Qrels,
-    dense_dev: Run,
-    bm25_dev: Run,
-    methods: Sequence[FusionMethod | str] = ("rrf", "minmax", "zscore"),
-    weights: Sequence[float] = DEFAULT_WEIGHTS,
-    k: int = 60,
-    depth: int = 100,
-) -> FusionChoice:
-    """The fusion method and dense weight with the best dev nDCG@10 (grid search).
-
-    Every ``method x weight`` is tried as ``fuse([dense, bm25], method, [w, 1 - w])``. Settings
-    within :data:`TIE_TOLERANCE` of the best count as tied; among them RRF is preferred (it
-    depends on no score scale, so it transfers best to unseen queries), then minmax, then
-    zscore, and then the larger dense weight (the dense model is the one tuned on this domain).
-
-    Args:
-        qrels_dev: the dev split's judgments; the test split must not be used to choose.
-        dense_dev: the dense model's run on the dev queries.
-        bm25_dev: BM25's run on the dev queries.
-        methods: fusion methods to try.
-        weights: dense weights to try, each in ``[0, 1]``.
-        k: the RRF constant.
-        depth: documents kept per query.
-
-    Returns:
-        A :class:`FusionChoice` with the chosen setting and the whole grid.
-
-    Raises:
-        ValueError: no methods or weights, an unknown method, a weight outside ``[0, 1]``,
-            or see :func:`fuse` and :func:`honed.evaluation.metrics.evaluate`.
-
-    Example:
-        >>> qrels = {"q1": {"d2": 1}}
-        >>> choice = choose_fusion(qrels, {"q1": {"d1": 0.9, "d2": 0.8}}, {"q1": {"d2": 5.0}})
-        >>> choice.method, choice.weight
-        ('rrf', 0.9)
-    """
-    if not methods:
-        raise ValueError("methods: expected at least one fusion method, got none")
-    if not weights:
-        raise ValueError("weights: expected at least one dense weight, got none")
-    bad = [w for w in weights if not 0.0 <= float(w) <= 1.0]
-    if bad:
-        raise ValueError(
-            f"weights: each dense weight must be in [0, 1] (BM25 gets 1 - weight), got {bad}"
-        )
-    tried = [_method(m) for m in methods]
-    grid: list[dict[str, Any]] = []
-    for method in tried:
-        for weight in weights:
-            run = fuse([dense_dev, bm25_dev], method, [weight, 1.0 - weight], k, depth)
-            score = evaluate(qrels_dev, run, ["ndcg@10"])["ndcg@10"]
-            grid.append({"method": method.value, "weight": float(weight), "dev_ndcg@10": score})
-    best = max(g["dev_ndcg@10"] for g in grid)
-    order = list(FusionMethod)
-    tied = [g for g in grid if g["dev_ndcg@10"] >= best - TIE_TOLERANCE]
-    pick = min(tied, key=lambda g: (order.index(FusionMethod(g["method"])), -g["weight"]))
-    return FusionChoice(
-        method=pick["method"],
-        weight=pick["weight"],
-        dev_ndcg10=pick["dev_ndcg@10"],
-        grid=tuple(grid),
-    )
 
 
 @dataclass(frozen=True)
@@ -279,6 +195,8 @@ class FusionConfig:
             :data:`RUN_DEPTH` is what ``honed run`` evaluated.
         source: where the setting came from: ``"dev of RUN_DIR"``, ``"dev of DATA"`` or ``"user"``.
         dev_ndcg10: dev nDCG@10 of the setting when it was chosen on dev, else None.
+        grid: when chosen on dev, every setting tried (``{"method", "weight", "dev_ndcg@10"}``,
+            in the order tried); not written to ``index.json``.
 
     Raises:
         ValueError: an unknown method, a weight outside ``[0, 1]``, or a ``k``/``depth`` that is
@@ -295,9 +213,10 @@ class FusionConfig:
     depth: int = RUN_DEPTH
     source: str = "user"
     dev_ndcg10: float | None = None
+    grid: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method", _method(self.method))
+        object.__setattr__(self, "method", as_fusion_method(self.method))
         weight = self.dense_weight
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
             raise ValueError(
@@ -339,6 +258,27 @@ class FusionConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+    def to_record(self) -> dict[str, Any]:
+        """The run folder's record (``metrics/evidence.json`` ``"fusion"``), in its original keys."""
+        return {
+            "method": self.method.value,
+            "weight": self.dense_weight,
+            "dev_ndcg10": self.dev_ndcg10,
+            "grid": list(self.grid),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], source: str) -> FusionConfig:
+        """The inverse of :meth:`to_record` (``source`` says where the record came from)."""
+        return cls(
+            method=record["method"],
+            dense_weight=record["weight"],
+            source=source,
+            dev_ndcg10=record.get("dev_ndcg10"),
+            grid=tuple(record.get("grid", ())),
+        )
+
+
 def fusion_from_run(run_dir: str | Path) -> FusionConfig:
     """The fusion a finished ``honed run`` chose on its dev split (``metrics/evidence.json``).
 
@@ -363,9 +303,4 @@ def fusion_from_run(run_dir: str | Path) -> FusionConfig:
             "fix: give --fusion METHOD --dense-weight W (e.g. --fusion zscore --dense-weight 0.7)"
             ", or re-run honed run with BM25"
         )
-    return FusionConfig(
-        method=fusion["method"],
-        dense_weight=fusion["weight"],
-        source=f"dev of {folder}",
-        dev_ndcg10=fusion.get("dev_ndcg10"),
-    )
+    return FusionConfig.from_record(fusion, source=f"dev of {folder}")

@@ -1,1 +1,1 @@
-"""Fine-tuning: config, dataset, losses, sampler, trainer."""
+"""Fine-tuning: config, dataset, losses (masked too), sampler, dev evaluator, trainer."""

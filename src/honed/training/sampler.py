@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +35,13 @@ import numpy as np
 import torch
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
+from honed.training.config import LossName
+from honed.training.dataset import build_dataset
+
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from honed.mining.hard_negatives import MinedRow
+    from honed.mining.rows import MinedRow
 
 __all__ = [
     "Exposure",
@@ -270,7 +273,7 @@ def build_label_aware_sampler(
 def positives_by_query(rows: Sequence[MinedRow]) -> dict[str, frozenset[str]]:
     """Query text -> the positive texts of its rows: the known positives of a pair file.
 
-    >>> from honed.mining.hard_negatives import MinedRow
+    >>> from honed.mining.rows import MinedRow
     >>> row = lambda q, p: MinedRow(q, q, p, p, 1.0, (), (), ())
     >>> positives_by_query([row("q", "x"), row("q", "y"), row("r", "x")])["q"] == {"x", "y"}
     True
@@ -326,7 +329,7 @@ def false_negative_exposure(
     negatives (what mining controls) are counted apart; see :class:`Exposure`.
 
     Args:
-        rows: training rows (``honed.mining.hard_negatives.read_mined``).
+        rows: training rows (``honed.mining.rows.read_mined``).
         positives: query text -> all its positive texts.
         batch_size: rows per batch.
         seed: the training seed.
@@ -334,7 +337,7 @@ def false_negative_exposure(
         label_aware: batch with :class:`LabelAwareBatchSampler` instead of the stock sampler.
 
     Example:
-        >>> from honed.mining.hard_negatives import MinedRow
+        >>> from honed.mining.rows import MinedRow
         >>> row = lambda q, p, n: MinedRow(q, q, p, p, 1.0, (n,), (n,), (0.0,))
         >>> rows = [row("a", "x", "n1"), row("a", "y", "n2"), row("b", "z", "x")]
         >>> stock = false_negative_exposure(rows, {"a": {"x", "y"}}, 2, seed=0)
@@ -342,9 +345,7 @@ def false_negative_exposure(
         >>> stock.false_negative_pairs, aware.false_negative_pairs
         (1, 0)
     """
-    import honed.training.trainer  # lazily: honed.training.trainer builds the dataset and imports this module
-
-    dataset = honed.training.trainer.build_dataset(rows, honed.training.trainer.LossName.CACHED_MNRL)
+    dataset = build_dataset(rows, LossName.CACHED_MNRL)
     options: dict[str, Any] = {
         "batch_size": batch_size,
         "drop_last": False,
@@ -357,13 +358,20 @@ def false_negative_exposure(
         else NoDuplicatesBatchSampler(dataset, **options)
     )
     sampler.set_epoch(epoch)
+    return _count_exposure(dataset, sampler, positives)
+
+
+def _count_exposure(
+    dataset: Dataset, batches: Iterable[list[int]], positives: Mapping[str, Collection[str]]
+) -> Exposure:
+    """Count the negative pairs of ``batches`` of ``dataset`` rows, and the false ones among them."""
     anchors = list(dataset["anchor"])
     documents = [c for c in dataset.column_names if c != "anchor"]  # positive, negative_1..N
     texts = list(zip(*(dataset[c] for c in documents)))  # per row: (positive, negatives...)
     known = {query: frozenset(docs) for query, docs in positives.items()}
     counts = dict.fromkeys(("rows", "batches", "pairs", "in_batch", "false", "hard", "exposed"), 0)
     exposed_queries: set[str] = set()
-    for batch in sampler:
+    for batch in batches:
         candidates = [t for index in batch for t in texts[index]]  # (batch x (1 + N),)
         counts["batches"] += 1
         for index in batch:

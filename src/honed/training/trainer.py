@@ -1,19 +1,18 @@
-"""Loss and trainer construction; the loop itself is sentence-transformers' ``SentenceTransformerTrainer``.
-
-honed adds four things the stock recipe lacks:
+"""Fine-tuning: sentence-transformers' ``SentenceTransformerTrainer`` runs the loop; honed adds four things.
 
 * bf16 autocast around the *whole* training step. The trainer's own ``bf16=True`` autocasts the
   forward only, but cached losses (CachedMultipleNegativesRankingLoss) redo the forward with
   gradients inside ``backward()``, i.e. in fp32. Wrapping the step covers both.
-* attention dropout off by default. PyTorch's fused CPU attention kernel cannot apply dropout, so
-  with the BERT default (0.1) every training forward falls back to the slow "math" attention;
-  measured on all-MiniLM-L6-v2 at 256 tokens, attention was 60% of the step. Hidden-layer
-  dropout stays on. Together with bf16 the step is ~4x faster on this project's CPUs.
+* attention dropout off by default (:mod:`honed.training.losses` says why). Together with bf16
+  the step is ~4x faster on this project's CPUs.
 * a dev evaluator that scores full-corpus retrieval at every Matryoshka dim with honed's metrics
-  and shares its corpus encoding with the final evaluation through the embedding cache.
+  and shares its corpus encoding with the final evaluation (:mod:`honed.training.evaluator`).
 * label-aware batches: given each query's known positives, no batch makes one of them an
   in-batch negative of that query (:mod:`honed.training.sampler`); or, keeping the batch, label-aware
   loss masking: such a text is left out of that query's softmax (:mod:`honed.training.masked_loss`).
+
+The other components live beside this module: the config (:mod:`honed.training.config`), the
+dataset (:mod:`honed.training.dataset`) and the losses (:mod:`honed.training.losses`).
 """
 
 from __future__ import annotations
@@ -23,331 +22,32 @@ import math
 import shutil
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-from sentence_transformers.evaluation import SentenceEvaluator
 
-from honed.encoding.dims import matryoshka_dims, truncate
+from honed.encoding.dims import matryoshka_dims
 from honed.encoding.distributed import BatchLog, world_size
-from honed.encoding.encoder import (
-    EmbeddingCache,
-    Precision,
-    autocast,
-    embedding_dim,
-    model_fingerprint,
-    resolve_precision,
-)
-from honed.evaluation.metrics import evaluate
-from honed.mining.hard_negatives import MinedRow
-from honed.retrieval.dense import search
-from honed.training.masked_loss import LabelAwareCachedMNRL, find_label_aware_loss
+from honed.encoding.encoder import Precision, autocast, embedding_dim, resolve_precision
+from honed.training.config import LossName, TrainConfig
+from honed.training.dataset import build_dataset
+from honed.training.losses import build_loss, set_attention_dropout
+from honed.training.masked_loss import find_label_aware_loss
 from honed.training.sampler import build_label_aware_sampler
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from honed.mining.rows import MinedRow
 
 __all__ = [
-    "DevEvaluator",
-    "LossName",
-    "TrainConfig",
+    "HonedTrainer",
     "TrainResult",
-    "build_dataset",
-    "build_loss",
-    "matryoshka_dims",
+    "TrainRun",
+    "latest_checkpoint",
+    "merge_rounds",
     "train_model",
 ]
-
-
-class LossName(str, Enum):
-    """Training objectives offered by ``honed train --loss``."""
-
-    MNRL = "mnrl"  # MultipleNegativesRankingLoss: InfoNCE over hard + in-batch negatives
-    CACHED_MNRL = "cached_mnrl"  # same loss, gradient caching: large batch at fixed memory
-    GIST = "gist"  # GISTEmbedLoss: the base model guides which in-batch negatives to trust
-    TRIPLET = "triplet"  # TripletLoss on (query, positive, one negative) rows
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of the fine-tuning stage (validated on construction)."""
-
-    loss: LossName = LossName.CACHED_MNRL
-    epochs: int = 5
-    batch_size: int = 64
-    mini_batch_size: int = 32
-    learning_rate: float = 1e-4
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    scale: float = 20.0
-    matryoshka: bool = True
-    dims: tuple[int, ...] | None = None  # None: matryoshka_dims(model width)
-    # Weight of each Matryoshka dim's loss, largest dim first; None: all 1 (sentence-transformers').
-    matryoshka_weights: tuple[float, ...] | None = None
-    max_seq_length: int | None = None  # None: the model's own
-    attention_dropout: float | None = 0.0  # None: keep the model's; see module docstring
-    precision: Precision = Precision.AUTO
-    triplet_margin: float = 5.0
-    gist_temperature: float = 0.01
-    logging_steps: int = 5
-    seed: int = 42
-    # Keep a query's known positives out of its batch. Off by default: on SciFact the stock
-    # sampler exposes ~1e-4 of in-batch pairs (nothing to gain), and on data with many positives
-    # per query the constraint halves the batch (docs/benchmarks.md); its effect on quality is
-    # not measured yet.
-    label_aware_batches: bool = False
-    # Mask a query's known positives (and copies of its own positive) out of the loss instead of
-    # pushing them away (honed.training.masked_loss); keeps the full batch. cached_mnrl only.
-    label_aware_loss: bool = False
-    # Start from the base model rotated by the principal directions of the corpus embeddings
-    # (honed.encoding.rotation: a Dense layer before Normalize; no full-dim cosine changes), so the first
-    # Matryoshka dims begin as the best linear truncation. Chosen on dev (docs/benchmarks.md).
-    rotate: bool = True
-    # Second round (honed.pipeline.stages): mine again with the tuned model under the same filters and
-    # train this many more epochs at remine_learning_rate; kept only if dev nDCG@10 improves.
-    remine_epochs: int = 1
-    remine_learning_rate: float = 5e-5
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "loss", LossName(self.loss))
-        object.__setattr__(self, "precision", Precision(self.precision))
-        if self.dims is not None:
-            object.__setattr__(self, "dims", tuple(sorted(set(self.dims), reverse=True)))
-        for name in ("epochs", "batch_size", "mini_batch_size", "logging_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if not 0.0 < self.learning_rate < 1.0:
-            raise ValueError(f"learning_rate: expected a value in (0, 1), got {self.learning_rate}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio: expected a value in [0, 1), got {self.warmup_ratio}")
-        if self.dims is not None and (not self.dims or min(self.dims) < 1):
-            raise ValueError(f"dims: expected positive integers, got {self.dims}")
-        if self.matryoshka_weights is not None:
-            weights = tuple(float(w) for w in self.matryoshka_weights)
-            object.__setattr__(self, "matryoshka_weights", weights)
-            if not weights or min(weights) <= 0:
-                raise ValueError(
-                    f"matryoshka_weights: expected positive numbers, got {self.matryoshka_weights}"
-                )
-            if self.dims is not None and len(weights) != len(self.dims):
-                raise ValueError(
-                    f"matryoshka_weights: expected one weight per dim {self.dims}, got {weights}"
-                )
-        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(
-                f"attention_dropout: expected a value in [0, 1) or None, got {self.attention_dropout}"
-            )
-        if (
-            isinstance(self.remine_epochs, bool)
-            or not isinstance(self.remine_epochs, int)
-            or (self.remine_epochs < 0)
-        ):
-            raise ValueError(
-                f"remine_epochs: expected an integer >= 0 (0: no second round), "
-                f"got {self.remine_epochs!r}"
-            )
-        if not 0.0 < self.remine_learning_rate < 1.0:
-            raise ValueError(
-                f"remine_learning_rate: expected a value in (0, 1), got {self.remine_learning_rate}"
-            )
-        if not isinstance(self.rotate, bool):
-            raise ValueError(f"rotate: expected true or false, got {self.rotate!r}")
-        if not isinstance(self.label_aware_batches, bool):
-            raise ValueError(
-                f"label_aware_batches: expected true or false, got {self.label_aware_batches!r}"
-            )
-        if not isinstance(self.label_aware_loss, bool):
-            raise ValueError(
-                f"label_aware_loss: expected true or false, got {self.label_aware_loss!r}"
-            )
-        if self.label_aware_loss and self.loss is not LossName.CACHED_MNRL:
-            raise ValueError(
-                f"label_aware_loss: only implemented for loss 'cached_mnrl', got loss "
-                f"'{self.loss.value}'; fix: use loss 'cached_mnrl', or label_aware_batches"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}
-
-
-def build_dataset(rows: Sequence[MinedRow], loss: LossName) -> Dataset:
-    """Training rows as a ``datasets.Dataset``: columns anchor, positive, negative_1..N.
-
-    Rows with fewer negatives than the longest row repeat theirs cyclically (a repeated negative
-    only re-weights that logit; it is never a false negative). TripletLoss and GISTEmbedLoss take
-    one negative per row (sentence-transformers' GIST refuses more than three columns), so each
-    (query, positive, negative) becomes its own row.
-    """
-    from datasets import Dataset
-
-    if not rows:
-        raise ValueError(
-            "rows: expected at least one mined row, got none; fix: check the training split"
-        )
-    if loss in (LossName.TRIPLET, LossName.GIST):
-        triples = [(r.query, r.positive, n) for r in rows for n in r.negatives]
-        return Dataset.from_dict(
-            {
-                "anchor": [t[0] for t in triples],
-                "positive": [t[1] for t in triples],
-                "negative": [t[2] for t in triples],
-            }
-        )
-    width = max(len(r.negatives) for r in rows)
-    columns: dict[str, list[str]] = {
-        "anchor": [r.query for r in rows],
-        "positive": [r.positive for r in rows],
-    }
-    for j in range(width):
-        columns[f"negative_{j + 1}"] = [r.negatives[j % len(r.negatives)] for r in rows]
-    return Dataset.from_dict(columns)
-
-
-def build_loss(
-    model: SentenceTransformer,
-    config: TrainConfig,
-    guide: SentenceTransformer | None = None,
-    positives: Mapping[str, Collection[str]] | None = None,
-) -> Any:
-    """The configured loss, wrapped in MatryoshkaLoss when ``config.matryoshka``.
-
-    With ``config.label_aware_loss`` the cached loss masks false in-batch negatives, found from
-    ``positives`` (query text -> all its known positive texts; :mod:`honed.training.masked_loss`).
-
-    Under ``torchrun`` (world size > 1) the in-batch losses gather the embeddings of every
-    process, so each query sees ``batch_size x world_size`` in-batch candidates, not only its own
-    process's ``batch_size``. ``WORLD_SIZE`` is read too: the trainer creates the process group
-    after the loss is built.
-    """
-    from sentence_transformers import losses  # type: ignore[attr-defined]
-
-    gather = world_size() > 1
-    if config.loss is LossName.MNRL:
-        inner = losses.MultipleNegativesRankingLoss(
-            model, scale=config.scale, gather_across_devices=gather
-        )
-    elif config.loss is LossName.CACHED_MNRL and config.label_aware_loss:
-        if positives is None:
-            raise ValueError(
-                "label_aware_loss: needs the known positives (query text -> positive texts), got "
-                "none; fix: pass positives, e.g. honed.training.sampler.positives_by_query(rows)"
-            )
-        inner = LabelAwareCachedMNRL(
-            model,
-            positives,
-            scale=config.scale,
-            mini_batch_size=config.mini_batch_size,
-            gather_across_devices=gather,
-        )
-    elif config.loss is LossName.CACHED_MNRL:
-        inner = losses.CachedMultipleNegativesRankingLoss(
-            model,
-            scale=config.scale,
-            mini_batch_size=config.mini_batch_size,
-            gather_across_devices=gather,
-        )
-    elif config.loss is LossName.GIST:
-        if guide is None:
-            raise ValueError("loss 'gist' needs a guide model; fix: pass the base model as guide")
-        inner = losses.GISTEmbedLoss(
-            model, guide, temperature=config.gist_temperature, gather_across_devices=gather
-        )
-    else:
-        inner = losses.TripletLoss(model, triplet_margin=config.triplet_margin)
-    if not config.matryoshka:
-        return inner
-    dims = config.dims or matryoshka_dims(embedding_dim(model))
-    weights = config.matryoshka_weights
-    if weights is not None and len(weights) != len(dims):
-        raise ValueError(
-            f"matryoshka_weights: expected one weight per Matryoshka dim {tuple(dims)}, "
-            f"got {weights}; fix: give {len(dims)} weights, largest dim first"
-        )
-    return losses.MatryoshkaLoss(
-        model,
-        inner,
-        matryoshka_dims=list(dims),
-        matryoshka_weights=list(weights) if weights is not None else None,
-    )
-
-
-def set_attention_dropout(model: SentenceTransformer, p: float) -> int:
-    """Set the dropout of every self-attention block to ``p``; returns how many were changed."""
-    changed = 0
-    for module in model.modules():
-        dropout: Any = getattr(module, "dropout", None)
-        if type(module).__name__.endswith("SelfAttention") and hasattr(dropout, "p"):
-            dropout.p = p
-            changed += 1
-    config = getattr(getattr(model[0], "auto_model", None), "config", None)
-    if changed and config is not None and hasattr(config, "attention_probs_dropout_prob"):
-        config.attention_probs_dropout_prob = p  # so the saved config says what was trained
-    return changed
-
-
-class DevEvaluator(SentenceEvaluator):  # type: ignore[misc]
-    """Full-corpus retrieval on the dev split at every dim; primary metric ``dev_ndcg@10`` at full dim.
-
-    The corpus goes through the shared :class:`EmbeddingCache`, keyed by the weights' fingerprint, so
-    the final test evaluation of the kept epoch finds its corpus encoding already there.
-    """
-
-    def __init__(
-        self,
-        queries: Mapping[str, str],
-        qrels: Mapping[str, Mapping[str, int]],
-        doc_ids: Sequence[str],
-        doc_texts: Sequence[str],
-        dims: Sequence[int],
-        cache: EmbeddingCache,
-    ) -> None:
-        super().__init__()
-        self.queries, self.qrels, self.dims, self.cache = queries, qrels, tuple(dims), cache
-        self.doc_ids, self.doc_texts = doc_ids, doc_texts
-        self.primary_metric = "dev_ndcg@10"
-        self.history: list[dict[str, float]] = []
-
-    def __call__(
-        self,
-        model: SentenceTransformer,
-        output_path: str | None = None,
-        epoch: float = -1,
-        steps: int = -1,
-    ) -> dict[str, float]:
-        metrics = dev_metrics(
-            model, self.queries, self.qrels, self.doc_ids, self.doc_texts, self.dims, self.cache
-        )
-        self.history.append({"epoch": float(epoch), "step": float(steps), **metrics})
-        return metrics
-
-
-def dev_metrics(
-    model: SentenceTransformer,
-    queries: Mapping[str, str],
-    qrels: Mapping[str, Any],
-    doc_ids: Sequence[str],
-    doc_texts: Sequence[str],
-    dims: Sequence[int],
-    cache: EmbeddingCache,
-) -> dict[str, float]:
-    """nDCG@10 (and Recall@10) on ``qrels`` at every dim, corpus encoded through ``cache``."""
-    fingerprint = model_fingerprint(model)  # weights change during training: no memo
-    qids = sorted(qrels)
-    # disk=False: weights in training are new every epoch; no later run could reuse these.
-    doc_emb = cache.encode(model, doc_texts, fingerprint=fingerprint, disk=False)  # (n_docs, dim)
-    query_emb = cache.encode(model, [queries[q] for q in qids], fingerprint=fingerprint, disk=False)
-    metrics: dict[str, float] = {}
-    for dim in dims:
-        run = search(truncate(query_emb, dim), truncate(doc_emb, dim), qids, doc_ids, k=10)
-        scores = evaluate(dict(qrels), run, ["ndcg@10", "recall@10"])
-        suffix = "" if dim == max(dims) else f"@{dim}d"
-        metrics[f"dev_ndcg@10{suffix}"] = scores["ndcg@10"]
-        metrics[f"dev_recall@10{suffix}"] = scores["recall@10"]
-    model.train()
-    return metrics
 
 
 @dataclass(frozen=True)
@@ -509,6 +209,23 @@ def _curves(
     return curve, losses
 
 
+@dataclass(frozen=True)
+class TrainRun:
+    """How one call of :func:`train_model` runs, apart from what it learns (not in ``config.json``).
+
+    Attributes:
+        show_progress_bar: the trainer's progress bars.
+        resume_from: a checkpoint folder of an earlier call to continue from (optimizer,
+            schedule, RNG states and the dev curve included); None: start afresh.
+        keep_checkpoints: leave the per-epoch checkpoints in ``output_dir`` (the pipeline
+            removes them once the model is saved); by default they are removed at the end.
+    """
+
+    show_progress_bar: bool = True
+    resume_from: str | Path | None = None
+    keep_checkpoints: bool = False
+
+
 def train_model(
     model: SentenceTransformer,
     rows: Sequence[MinedRow],
@@ -516,23 +233,26 @@ def train_model(
     output_dir: str | Path,
     evaluator: Any | None = None,
     guide: SentenceTransformer | None = None,
-    show_progress_bar: bool = True,
-    resume_from: str | Path | None = None,
-    keep_checkpoints: bool = False,
     positives: Mapping[str, Collection[str]] | None = None,
+    run: TrainRun | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place on ``rows``; keeps the epoch with the best dev nDCG@10.
 
-    Checkpoints go to ``output_dir``, one per epoch; ``resume_from`` continues from one of them
-    (optimizer, schedule, RNG states and the dev curve included). They are removed at the end
-    unless ``keep_checkpoints`` (the pipeline removes them once the model is saved).
+    Checkpoints go to ``output_dir``, one per epoch; ``run`` says whether to resume from one of
+    them and whether to keep them (:class:`TrainRun`).
 
     ``positives`` (query text -> all its positive texts) turns on label-aware batches when
     ``config.label_aware_batches``: a known positive of a query never shares a batch with that
     query's rows unless it is the row's own positive (:class:`honed.training.sampler.LabelAwareBatchSampler`).
     Without it, or with the triplet loss (no in-batch negatives), batches are the stock ones.
     With ``config.label_aware_loss`` the loss masks those texts instead (``positives`` required).
+
+    Example:
+        >>> result = train_model(model, rows, TrainConfig(epochs=1), "ckpt", run=TrainRun(show_progress_bar=False))  # doctest: +SKIP
+        >>> result.best_epoch  # doctest: +SKIP
+        1.0
     """
+    run = run or TrainRun()
     device = str(model.device)
     precision = resolve_precision(config.precision, device)
     if config.attention_dropout is not None:
@@ -542,9 +262,11 @@ def train_model(
     dataset = build_dataset(rows, config.loss)
     dims = config.dims or matryoshka_dims(embedding_dim(model))
     args = _training_args(
-        config, Path(output_dir), len(dataset), evaluator is not None, device, show_progress_bar
+        config, Path(output_dir), len(dataset), evaluator is not None, device, run.show_progress_bar
     )
     loss = build_loss(model, config, guide, positives=positives)
+    # Triplet and GIST rows carry one negative and no in-batch ones worth guarding.
+    in_batch = config.label_aware_batches and config.loss not in (LossName.TRIPLET, LossName.GIST)
     trainer = HonedTrainer(
         model=model,
         args=args,
@@ -552,43 +274,65 @@ def train_model(
         loss=loss,
         evaluator=evaluator,
         precision=precision,
-        positives=(
-            positives
-            if config.label_aware_batches and config.loss not in (LossName.TRIPLET, LossName.GIST)
-            else None
-        ),
+        positives=positives if in_batch else None,
     )
-    start_epoch = 0.0
-    if resume_from is not None:
-        state = json.loads((Path(resume_from) / "trainer_state.json").read_text(encoding="utf-8"))
-        start_epoch = float(state.get("epoch") or 0.0)
+    start_epoch = _checkpoint_epoch(run.resume_from)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     seconds = time.perf_counter() - start
-    masking = find_label_aware_loss(loss)
+    _remove_checkpoints(trainer, output_dir, run.keep_checkpoints)
+    model.eval()
+    timing = (seconds, start_epoch)
+    return _result(trainer, config, len(dataset), timing, tuple(dims), loss)
+
+
+def _checkpoint_epoch(checkpoint: str | Path | None) -> float:
+    """The epoch a checkpoint was written at (0.0 for no checkpoint)."""
+    if checkpoint is None:
+        return 0.0
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return float(state.get("epoch") or 0.0)
+
+
+def _remove_checkpoints(trainer: HonedTrainer, output_dir: str | Path, keep: bool) -> None:
+    # Every process writes its RNG state into the checkpoints: wait for all before removing them
+    # (once per machine: on several nodes without a shared disk each node has its own copy).
+    trainer.accelerator.wait_for_everyone()
+    if not keep and trainer.is_local_process_zero():
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _result(
+    trainer: HonedTrainer,
+    config: TrainConfig,
+    rows: int,
+    timing: tuple[float, float],
+    dims: tuple[int, ...],
+    loss: Any,
+) -> TrainResult:
+    """What the finished ``trainer`` did, from its log history; the kept epoch is the best on dev.
+
+    ``timing`` is (seconds spent training, epoch resumed from).
+    """
+    seconds, start_epoch = timing
     curve, losses = _curves(trainer.state.log_history)
     best = (
         max(curve, key=lambda c: c["dev_ndcg@10"])
         if curve
         else {"epoch": float(config.epochs), "dev_ndcg@10": float("nan")}
     )
-    # Every process writes its RNG state into the checkpoints: wait for all before removing them
-    # (once per machine: on several nodes without a shared disk each node has its own copy).
-    trainer.accelerator.wait_for_everyone()
-    if not keep_checkpoints and trainer.is_local_process_zero():
-        shutil.rmtree(output_dir, ignore_errors=True)
-    model.eval()
+    masking = find_label_aware_loss(loss)
     return TrainResult(
         curve=curve,
         loss_curve=losses,
         best_epoch=best["epoch"],
         best_dev_ndcg10=best["dev_ndcg@10"],
-        rows=len(dataset),
+        rows=rows,
         steps=trainer.state.global_step,
         seconds=seconds,
-        rows_per_second=len(dataset) * max(config.epochs - start_epoch, 0.0) / seconds,
-        precision=precision.value,
-        dims=tuple(dims),
+        rows_per_second=rows * max(config.epochs - start_epoch, 0.0) / seconds,
+        precision=trainer.honed_precision.value,
+        dims=dims,
         config=config.to_dict(),
         resumed_from_epoch=start_epoch,
         masked_negatives=masking.masked_total if masking is not None else 0,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from honed.index.hybrid import BM25_DIR
 from honed.index.postgres.tables import (
     COPY_SIGNATURE,
     COPY_TRAILER,
@@ -24,10 +25,10 @@ from honed.index.postgres.tables import (
     sql_text,
 )
 from honed.index.store import rebuild_hint
+from honed.retrieval.bm25 import BM25Retriever
 
 if TYPE_CHECKING:
     from honed.index.index import Index
-    from honed.retrieval.dense import BM25Retriever
 
 __all__ = ["Bm25Source", "bm25_tokenize", "folder_bm25", "write_bm25"]
 
@@ -143,12 +144,10 @@ class Bm25Source:
 
 def folder_bm25(index: Index) -> Bm25Source | None:
     """The BM25 index saved in the index folder's ``bm25/`` (``Index.build(..., bm25=True)``)."""
-    from honed.retrieval.dense import BM25Retriever
-
-    if index.path is None or not (index.path / "bm25").is_dir():
+    if index.path is None or not (index.path / BM25_DIR).is_dir():
         return None
     fix = f"fix: rebuild the index folder ({rebuild_hint(index.path, index.info).removeprefix('fix: ')})"
-    return Bm25Source.from_retriever(BM25Retriever.load(index.path / "bm25", index.ids, fix=fix))
+    return Bm25Source.from_retriever(BM25Retriever.load(index.path / BM25_DIR, index.ids, fix=fix))
 
 
 def write_bm25(

@@ -4,7 +4,7 @@
 Rows are sent with binary ``COPY``: the fixed-width part of each row (vectors, integers) is
 laid out by numpy for a whole batch, so a million 384-dim documents cost no per-float Python.
 Every table is written under a ``__stage`` name and renamed into place in the same transaction
-(:func:`write_tables`), so a failed upload never replaces a good index.
+(:mod:`honed.index.postgres.upload`), so a failed upload never replaces a good index.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COPY_SIGNATURE",
     "COPY_TRAILER",
+    "DEFAULT_TABLE",
     "HNSW_MAX_DIM",
     "LAYOUT_VERSION",
     "MAX_DIM",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 LAYOUT_VERSION = 1
+DEFAULT_TABLE = "honed_index"
 HNSW_MAX_DIM = 2000  # pgvector's limit for an HNSW index on vector
 MAX_DIM = 16000  # pgvector's limit for the vector type
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")

@@ -1,0 +1,75 @@
+"""``honed check`` and ``honed diagnose``: is this data usable, and is it worth fine-tuning?"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from honed.cli.configs import diagnose_config
+from honed.data.check import check_dataset
+
+__all__ = ["cmd_check", "cmd_diagnose"]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a BEIR folder; exit 1 when it has problems, else say what can run on it."""
+    report = check_dataset(args.data)
+    print(f"{report.path}: {report.n_documents} documents, {report.n_queries} queries")
+    for s in report.splits:
+        print(
+            f"  {s.name:>6}: {s.n_queries} queries, {s.n_judgments} judgments, {s.n_positive} positive"
+            + (
+                f", {s.queries_without_positive} queries without a positive"
+                if s.queries_without_positive
+                else ""
+            )
+        )
+    for label, st in (("documents", report.document_lengths), ("queries", report.query_lengths)):
+        print(
+            f"  {label} length (words): mean {st.mean_words:.1f}, median {st.p50_words:.0f}, "
+            f"p95 {st.p95_words:.0f}, max {st.max_words}"
+        )
+    for w in report.warnings:
+        print(f"warning: {w}")
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    if not report.ok:
+        print(
+            f"error: {len(report.problems)} problem(s) found; fix them and run `honed check {args.data}` again",
+            file=sys.stderr,
+        )
+        return 1
+    missing = [name for name in ("train", "test") if name not in {sp.name for sp in report.splits}]
+    if missing:
+        print(
+            f"ok, but honed run needs qrels/{' and qrels/'.join(m + '.tsv' for m in missing)} "
+            f"(it trains on train and reports on test). next: honed evaluate MODEL {args.data} "
+            f"--split {report.splits[0].name if report.splits else 'test'}"
+        )
+        return 0
+    print(f"ok. next: honed run {args.data} --out runs/{Path(args.data).name}")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Measure the domain (and with --probe, a short fine-tune); print the report and next step."""
+    from honed.diagnosis.diagnoser import Verdict, diagnose, render_diagnosis  # imports torch
+
+    result = diagnose(
+        diagnose_config(args),
+        notify=lambda m: print(f"[honed] {m}", file=sys.stderr, flush=True),
+        show_progress_bar=True,
+    )
+    text = render_diagnosis(result)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    if result.verdict is Verdict.NOT_RECOMMENDED:
+        print(
+            f"next: use the base model as it is, or compare: honed evaluate {args.base} {args.data} --bm25"
+        )
+    else:
+        print(f"next: honed run {args.data} --out runs/{Path(args.data).name} --base {args.base}")
+    return 0

@@ -1,0 +1,32 @@
+"""``DiagnoseConfig``: the settings of ``honed diagnose`` (no torch here: the CLI reads its defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from honed.encoding.encoder import Precision
+
+__all__ = ["DiagnoseConfig"]
+
+
+@dataclass(frozen=True)
+class DiagnoseConfig:
+    """Settings of ``honed diagnose`` (validated on construction)."""
+
+    data: str
+    base_model: str = "all-MiniLM-L6-v2"
+    probe: bool = False
+    probe_rows: int = 128
+    sample_words: int = 200_000
+    seed: int = 42
+    device: str = "auto"
+    precision: Precision = Precision.AUTO
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision(self.precision))
+        for name in ("probe_rows", "sample_words"):
+            if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name}: expected a positive integer, got {getattr(self, name)!r}"
+                )
