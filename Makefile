@@ -33,6 +33,10 @@ lint: setup
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/honed run examples/scifact-mini --out runs/demo --overwrite --epochs 2
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/serve.py runs/demo examples/scifact-mini "vitamin D deficiency and bone fractures"
+	@echo
+	@echo "report: $(CURDIR)/runs/demo/report.html (one page, opens from disk: charts, query explorer)"
+	@echo "search page and JSON API: $(BIN)/honed serve runs/demo/index --compare all-MiniLM-L6-v2"
+	@echo "  then open http://127.0.0.1:8000/ (API: /search?q=...&k=10&mode=dense|hybrid, /health)"
 
 scifact: setup
 	HF_HUB_OFFLINE=1 $(BIN)/honed run ../shared/data/scifact --out runs/scifact

@@ -66,6 +66,9 @@ OPTIONS = [
     *[("diagnose", dest, cls, name) for dest, cls, name in MODEL],
     ("diagnose", "base", DiagnoseConfig, "base_model"),
     ("diagnose", "probe_rows", DiagnoseConfig, "probe_rows"),
+    ("check", "dev_fraction", RunConfig, "dev_fraction"),  # check plans the run of these options
+    ("check", "min_dev_queries", RunConfig, "min_dev_queries"),
+    ("check", "seed", RunConfig, "seed"),
 ]
 # Switches that turn a config default off (or on): the flag's default must leave it as is.
 FLAGS = [
@@ -77,6 +80,7 @@ FLAGS = [
     ("run", "label_aware_loss", TrainConfig, "label_aware_loss", False),
     ("run", "no_rotate", TrainConfig, "rotate", True),
     ("run", "trust_remote_code", RunConfig, "trust_remote_code", False),
+    ("check", "allow_leakage", RunConfig, "allow_leakage", False),
 ]
 # Options whose default belongs to no config (the split a command reads by default).
 NOT_A_FIELD = {("compare", "split"), ("evaluate", "split"), ("mine", "split")}

@@ -179,6 +179,98 @@ def test_append_rejects_mismatched_lengths(tmp_path: Path) -> None:
         DiskCache(tmp_path, {}).append([text_digest("a")], _unit_rows(2, 4, seed=0))
 
 
+def _read_only(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Make ``root`` behave like a read-only mount: creating, renaming or removing fails (EROFS)."""
+    import errno
+    import os
+
+    def refuse(path: object) -> None:
+        if str(path).startswith(str(root)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    real_open, real_unlink, real_replace = os.open, os.unlink, os.replace
+
+    def ro_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR):
+            refuse(path)
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    def ro_unlink(path: object, *args: object, **kwargs: object) -> None:
+        refuse(path)
+        real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def ro_replace(src: object, dst: object, *args: object, **kwargs: object) -> None:
+        refuse(dst)
+        real_replace(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", ro_open)
+    monkeypatch.setattr(os, "unlink", ro_unlink)
+    monkeypatch.setattr(os, "replace", ro_replace)
+
+
+def test_a_read_only_cache_with_a_damaged_shard_never_costs_the_run(
+    tiny_model: SentenceTransformer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#17: the unlink in the shard check raised OSError (read-only file system) and aborted."""
+    import warnings
+
+    cold = EmbeddingCache(precision="fp32", directory=tmp_path).encode(tiny_model, TEXTS)
+    (shard,) = _shards(tmp_path)
+    shard.write_bytes(shard.read_bytes()[:-10])
+    _read_only(monkeypatch, tmp_path)
+    cache = EmbeddingCache(precision="fp32", directory=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = cache.encode(tiny_model, TEXTS)
+        cache.encode(tiny_model, ["one more text"])  # the setting stays off the disk: no 2nd warning
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert "damaged embedding-cache shard (expected" in messages[0]
+    assert "that cannot be removed (Read-only file system); this run skips the embedding cache for this setting and encodes in memory; fix: delete" in messages[0]
+    np.testing.assert_allclose(again, cold, atol=1e-6)
+    assert cache.stats.encoded == 4 and cache.stats.hits_disk == 0 and shard.exists()
+
+
+def _rewrite(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:  # same size and header: only a checksum can tell
+        np.save(handle, array)
+
+
+def test_shards_with_permuted_or_corrupted_rows_are_refused_and_encoded_again(
+    tiny_model: SentenceTransformer, tmp_path: Path
+) -> None:
+    """#17: a shard whose rows were permuted was used as it was (each text got another's vector)."""
+    cold = EmbeddingCache(precision="fp32", directory=tmp_path).encode(tiny_model, TEXTS)
+    (shard,) = _shards(tmp_path)
+    _rewrite(shard, np.load(shard)[::-1].copy())  # unit rows still: the norm check passes
+    cache = EmbeddingCache(precision="fp32", directory=tmp_path)
+    with pytest.warns(UserWarning, match=r"damaged embedding-cache shard \(its vectors do not match their recorded sha256\); it was removed"):
+        again = cache.encode(tiny_model, TEXTS)
+    np.testing.assert_allclose(again, cold, atol=1e-6)
+    assert cache.stats.hits_disk == 0 and not shard.exists()
+    (shard,) = _shards(tmp_path)  # stored again; now its keys are permuted
+    keys = shard.with_name(shard.name.replace(".npy", ".keys.npy"))
+    _rewrite(keys, np.load(keys)[::-1].copy())
+    cache = EmbeddingCache(precision="fp32", directory=tmp_path)
+    with pytest.warns(UserWarning, match=r"its keys do not match their recorded sha256"):
+        np.testing.assert_allclose(cache.encode(tiny_model, TEXTS), cold, atol=1e-6)
+    assert cache.stats.hits_disk == 0
+
+
+def test_a_shard_without_checksums_is_used_with_a_warning(
+    tiny_model: SentenceTransformer, tmp_path: Path
+) -> None:
+    """A cache written before checksums existed keeps working (one warning per setting)."""
+    cold = EmbeddingCache(precision="fp32", directory=tmp_path).encode(tiny_model, TEXTS)
+    (record,) = [p for p in tmp_path.rglob("*.json") if p.name != "meta.json"]  # the checksums
+    record.unlink()
+    cache = EmbeddingCache(precision="fp32", directory=tmp_path)
+    with pytest.warns(UserWarning, match=r"shards without checksums \(written by an older honed\) are used unverified; fix: delete"):
+        again = cache.encode(tiny_model, TEXTS)
+    np.testing.assert_array_equal(again, cold)
+    assert cache.stats.hits_disk == 3 and cache.stats.encoded == 0
+
+
 # --- concurrent writers -----------------------------------------------------------------------
 
 _WRITER = """
@@ -207,6 +299,21 @@ def test_two_processes_writing_one_folder_leave_it_consistent(tmp_path: Path) ->
     found = disk.lookup([text_digest(f"text {i}") for i in range(200)])
     assert sorted(found) == list(range(200))
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_concurrent_writers_leave_only_shards_that_pass_their_checksums(tmp_path: Path) -> None:
+    import warnings
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(w)]) for w in (0, 1, 0)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    disk = DiskCache(tmp_path, {"fingerprint": "shared"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no damaged, unverified or skipped shard
+        found = disk.lookup([text_digest(f"text {i}") for i in range(200)])
+    assert sorted(found) == list(range(200)) and disk.stored() == 3 * 200
+    assert len(list(tmp_path.rglob("*.keys.npy"))) == 60 and not list(tmp_path.rglob(".honed.lock"))
 
 
 # --- where the cache lives ---------------------------------------------------------------------

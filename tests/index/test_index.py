@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -339,6 +340,95 @@ def test_truncated_texts(broken: Path) -> None:
     assert index.texts(["d01"])  # rows before the cut still read
     with pytest.raises(ValueError, match="texts.jsonl: fewer lines than the index's 40 documents"):
         index.texts(["d40"])
+
+
+# --------------------------------------------------------------------------- silently wrong files
+
+
+def _drop_checksums(folder: Path) -> None:
+    """Make ``folder`` look like an index built before checksums were recorded."""
+    info = json.loads((folder / "index.json").read_text())
+    info.pop("sha256")
+    (folder / "index.json").write_text(json.dumps(info))
+
+
+def _poke(file: Path, row: int, value: float) -> None:
+    array = np.load(file, mmap_mode="r+")  # same size, same header: only the values change
+    array[row, 0] = value
+    array.flush()
+
+
+def test_index_json_records_a_checksum_per_file(built: Path) -> None:
+    recorded = json.loads((built / "index.json").read_text())["sha256"]
+    assert sorted(recorded) == ["full.npy", "ids.json", "short.npy", "short_scale.npy", "texts.jsonl"]
+    assert recorded["full.npy"] == hashlib.sha256((built / "full.npy").read_bytes()).hexdigest()
+
+
+def test_a_nan_row_is_refused_not_silently_dropped_from_results(broken: Path) -> None:
+    """#17: a NaN row in full.npy made that document vanish from every result list."""
+    _poke(broken / "full.npy", 3, np.nan)
+    with pytest.raises(
+        ValueError,
+        match=r"full.npy: its sha256 differs from the one recorded when the index was built .*fix: rebuild with honed index .* --overwrite",
+    ):
+        Index.load(broken)
+    _drop_checksums(broken)  # an older index: the finite check still catches it
+    with pytest.warns(UserWarning, match="records no checksums"):
+        with pytest.raises(
+            ValueError,
+            match=r"full.npy: row 3 \(document 'd04'\) holds NaN or infinite values, so that document could never be found; fix: rebuild",
+        ):
+            Index.load(broken)
+
+
+def test_nan_in_a_float32_fast_tier_and_inf_are_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    out = tmp_path / "ix"
+    Index.from_embeddings(rng.standard_normal((50, 8)), [f"x{i}" for i in range(50)], 4, out=out)
+    _poke(out / "short.npy", 49, np.inf)
+    _drop_checksums(out)
+    with pytest.warns(UserWarning, match="records no checksums"):
+        with pytest.raises(ValueError, match=r"short.npy: row 49 \(document 'x49'\) holds NaN or infinite"):
+            Index.load(out)
+
+
+def test_a_duplicate_id_is_refused(broken: Path) -> None:
+    """#17: a duplicate id in ids.json printed another document's text."""
+    ids = json.loads((broken / "ids.json").read_text())
+    ids[5] = ids[0]
+    (broken / "ids.json").write_text(json.dumps(ids))
+    with pytest.raises(ValueError, match=r"ids.json: its sha256 differs"):
+        Index.load(broken)
+    _drop_checksums(broken)
+    with pytest.warns(UserWarning, match="records no checksums"):
+        with pytest.raises(
+            ValueError,
+            match=r"ids.json: id 'd01' appears twice \(rows 0 and 5\), so a search would show one document's text for the other; fix: rebuild",
+        ):
+            Index.load(broken)
+
+
+def test_an_index_without_checksums_loads_with_a_warning(broken: Path) -> None:
+    _drop_checksums(broken)
+    with pytest.warns(UserWarning, match=r"records no checksums \(built by an older honed\), so its files cannot be verified; fix: rebuild"):
+        index = Index.load(broken)
+    assert len(index) == 40
+    Index.load(broken, verify=False)  # no check, no warning
+
+
+def test_a_build_refuses_an_encoder_that_returns_nan(
+    tiny_model: SentenceTransformer, corpus: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = honed.index.build.encode_texts
+
+    def nan_for_d07(model: object, texts: list[str], **kwargs: object) -> np.ndarray:
+        vectors = real(model, texts, **kwargs)  # type: ignore[arg-type]
+        return np.where(np.array([t == corpus[1][6] for t in texts])[:, None], np.nan, vectors)
+
+    monkeypatch.setattr(honed.index.build, "encode_texts", nan_for_d07)
+    with pytest.raises(ValueError, match=r"the encoder returned a NaN or infinite vector for document 'd07'"):
+        Index.build(tiny_model, *corpus, tmp_path / "ix", shortlist_dim=SD, batch_size=16)
+    assert not (tmp_path / "ix").exists()
 
 
 # --------------------------------------------------------------------------- atomic writes

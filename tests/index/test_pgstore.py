@@ -7,6 +7,7 @@ Skipped only when pgserver (a dev dependency) cannot be imported.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -367,6 +368,122 @@ def test_interrupted_upload_keeps_the_previous_table(
     ]  # fmt: skip
 
 
+STORE_CHILD = r"""
+import os, signal, sys, time
+from pathlib import Path
+import honed.index.postgres.tables as tables
+import honed.index.postgres.upload as upload
+from honed.index.postgres.store import PgIndex
+
+at, action, flag, folder, dsn, table = sys.argv[1:7]
+calls = [0]
+
+def point():
+    calls[0] += 1
+    if calls[0] == int(at):
+        if action == "pause":
+            flag_path = Path(flag)
+            flag_path.write_text(str(os.getpid()))
+            while True:  # inside the upload's transaction, its lock held
+                time.sleep(0.05)
+        os.kill(os.getpid(), getattr(signal, action))
+
+real_chunks, real_meta, real_swap = tables.doc_chunks, upload.write_meta, upload.swap_in
+
+def chunks(*args):
+    for chunk in real_chunks(*args):
+        point()
+        yield chunk
+
+def meta(*args):
+    point()
+    return real_meta(*args)
+
+def swap(*args):
+    point()
+    return real_swap(*args)
+
+tables.doc_chunks, upload.write_meta, upload.swap_in = chunks, meta, swap
+PgIndex.upload(Path(folder), dsn, table=table, overwrite=True, batch_size=5).close()
+"""
+STORE_POINTS = 10 + 2  # 40 rows in COPY chunks of 5 (+ signature and trailer), meta, swap
+
+
+def _store_child(action: str, at: int, flag: Path, folder: Path, dsn: str, table: str) -> Any:
+    return subprocess.Popen(
+        [sys.executable, "-c", STORE_CHILD, str(at), action, str(flag), str(folder), dsn, table],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("seed", "action"), [(21, "SIGKILL"), (22, "SIGINT"), (23, "SIGKILL"), (24, "SIGINT")]
+)
+def test_a_killed_upload_leaves_the_previous_table(
+    seed: int, action: str, folder: Path, dsn: str, tmp_path: Path, query_emb: np.ndarray
+) -> None:
+    """Killed at a random point of the upload (SIGKILL, SIGINT): the previous index is intact."""
+    import random
+
+    table = f"killed_{seed}"
+    previous = Index.from_embeddings(
+        np.random.default_rng(seed).standard_normal((6, 32)), list("abcdef"), 8
+    )
+    with PgIndex.upload(previous, dsn, table=table, overwrite=True) as pg:
+        before = pg.search(query_emb, k=3)
+    at = random.Random(seed).randint(1, STORE_POINTS)
+    proc = _store_child(action, at, tmp_path / "flag", folder, dsn, table)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (-9, -2, 1), err[-2000:]  # SIGINT: KeyboardInterrupt, exit 1 or -2
+    with PgIndex.open(dsn, table=table) as pg:
+        assert len(pg) == 6 and pg.search(query_emb, k=3) == before
+    assert not [t for t in _tables(dsn, f"{table}%") if "stage" in t]
+    with PgIndex.upload(folder, dsn, table=table, overwrite=True) as pg:  # and it goes again
+        assert len(pg) == 40
+
+
+def test_two_uploads_at_once_one_is_refused_with_the_pid(
+    folder: Path,
+    dsn: str,
+    tmp_path: Path,
+    tiny_model_path: Path,
+    mini_beir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from honed.cli.main import main
+
+    flag = tmp_path / "flag"
+    proc = _store_child("pause", 5, flag, folder, dsn, "raced")
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flag.exists(), proc.stderr.read() if proc.stderr else ""
+        with psycopg.connect(dsn) as admin:  # the backend that runs the paused upload
+            (pid,) = admin.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND objid = (hashtext('honed:raced')::bigint & 4294967295)::oid"
+            ).fetchone()
+        refusal = rf"another upload to it is running \(database backend pid {pid}\)"
+        with pytest.raises(FileExistsError, match=refusal):
+            PgIndex.upload(folder, dsn, table="raced", overwrite=True)
+        argv = ["index", str(tiny_model_path), str(mini_beir), "--out", str(tmp_path / "ix")]
+        assert main([*argv, "--store", dsn, "--table", "raced", "--overwrite"]) == 1
+        assert re.search(refusal, _one_error_line(capsys.readouterr().err))
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+    for _ in range(100):  # the server ends the dead client's transaction, and its lock
+        try:
+            with PgIndex.upload(folder, dsn, table="raced", overwrite=True) as pg:
+                assert len(pg) == 40
+            break
+        except FileExistsError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("the killed upload's lock was never released")
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -389,6 +506,104 @@ def test_table_exists_without_overwrite(uploaded: PgIndex, folder: Path, dsn: st
         PgIndex.check_target(dsn, table="precious", overwrite=True)
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT x FROM precious").fetchall() == [(42,)]
+
+
+def _rows(dsn: str, table: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+
+
+def _user_tables(dsn: str, statements: list[str]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_overwrite_never_drops_a_users_own_tables(
+    folder: Path,
+    dsn: str,
+    tiny_model_path: Path,
+    mini_beir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#17: a user's orders + orders_meta (no honed marker) were dropped by --overwrite, exit 0."""
+    from honed.cli.main import main
+
+    _user_tables(dsn, [
+        "DROP TABLE IF EXISTS orders, orders_meta",
+        "CREATE TABLE orders (id int PRIMARY KEY, total int)",
+        "INSERT INTO orders VALUES (1, 10), (2, 20)",
+        # the same columns as honed's meta table, even a layout row: but not honed's marker
+        "CREATE TABLE orders_meta (key text PRIMARY KEY, value jsonb NOT NULL)",
+        """INSERT INTO orders_meta VALUES ('layout', '{"version": 1}'), ('owner', '"sales"')""",
+    ])  # fmt: skip
+    refusal = r"table orders: not a honed index \(no honed marker in orders_meta\), so --overwrite will not drop it; fix: choose another --table"
+    with pytest.raises(FileExistsError, match=refusal):
+        PgIndex.upload(folder, dsn, table="orders", overwrite=True)
+    with pytest.raises(FileExistsError, match=refusal):
+        PgIndex.check_target(dsn, table="orders", overwrite=True)
+    argv = ["index", str(tiny_model_path), str(mini_beir), "--out", str(tmp_path / "ix")]
+    assert main([*argv, "--store", dsn, "--table", "orders", "--overwrite"]) == 1
+    assert "not a honed index (no honed marker" in _one_error_line(capsys.readouterr().err)
+    assert _rows(dsn, "orders") == [(1, 10), (2, 20)]
+    assert _rows(dsn, "orders_meta") == [("layout", {"version": 1}), ("owner", "sales")]
+    # a meta table of other columns, and a docs table without any meta table
+    _user_tables(dsn, [
+        "DROP TABLE IF EXISTS items, items_meta, lonely",
+        "CREATE TABLE items (x int)", "CREATE TABLE items_meta (a int)", "CREATE TABLE lonely (x int)",
+    ])  # fmt: skip
+    with pytest.raises(FileExistsError, match=r"not a honed index \(items_meta does not have honed's key/value columns\)"):
+        PgIndex.upload(folder, dsn, table="items", overwrite=True)
+    with pytest.raises(FileExistsError, match=r"table lonely: not a honed index \(no lonely_meta\)"):
+        PgIndex.upload(folder, dsn, table="lonely", overwrite=True)
+    assert _tables(dsn, "items%") == ["items", "items_meta"] and _tables(dsn, "lonely") == ["lonely"]
+
+
+def test_overwrite_checks_every_table_it_would_replace(folder: Path, dsn: str) -> None:
+    """Only the tables honed's marker lists: a user's side table beside a honed index stays."""
+    plain = Index.from_embeddings(np.random.default_rng(3).standard_normal((6, 32)), list("abcdef"), 8)
+    PgIndex.upload(plain, dsn, table="shared", overwrite=True).close()  # no BM25 side tables
+    _user_tables(dsn, [
+        "DROP TABLE IF EXISTS shared_bm25", "CREATE TABLE shared_bm25 (note text)",
+        "INSERT INTO shared_bm25 VALUES ('mine')",
+    ])  # fmt: skip
+    with pytest.raises(
+        FileExistsError,
+        match=r"table shared_bm25: exists but is not part of the honed index in shared \(its marker does not list it\), so --overwrite will not drop it; fix: rename or drop shared_bm25 yourself",
+    ):
+        PgIndex.upload(folder, dsn, table="shared", overwrite=True)  # folder has BM25
+    assert _rows(dsn, "shared_bm25") == [("mine",)]
+    with PgIndex.open(dsn, table="shared") as pg:
+        assert len(pg) == 6  # the honed index is untouched too
+    # a marker whose fingerprint does not match the index record beside it is no proof
+    _user_tables(dsn, ["DROP TABLE shared_bm25", """UPDATE shared_meta SET value = jsonb_set(value, '{count}', '7') WHERE key = 'index'"""])
+    with pytest.raises(FileExistsError, match="marker's fingerprint does not match the index record"):
+        PgIndex.upload(plain, dsn, table="shared", overwrite=True)
+    # a user's table under the name honed stages an upload in is never dropped either
+    _user_tables(dsn, ["DROP TABLE IF EXISTS fresh__stage", "CREATE TABLE fresh__stage (x int)"])
+    with pytest.raises(FileExistsError, match="table fresh__stage: exists, and honed uses that name"):
+        PgIndex.upload(plain, dsn, table="fresh")
+    assert _tables(dsn, "fresh%") == ["fresh__stage"]
+
+
+def test_a_second_upload_of_a_table_is_refused_with_the_backend_pid(folder: Path, dsn: str) -> None:
+    from honed.index.postgres.ownership import ADVISORY_CLASS
+
+    with psycopg.connect(dsn) as other:  # an upload in progress holds this lock
+        other.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ADVISORY_CLASS, "honed:busy"]
+        )
+        pid = other.info.backend_pid
+        message = rf"table busy: another upload to it is running \(database backend pid {pid}\); fix: wait for it to finish"
+        with pytest.raises(FileExistsError, match=message):
+            PgIndex.upload(folder, dsn, table="busy")
+        with pytest.raises(FileExistsError, match=message):
+            PgIndex.check_target(dsn, table="busy")
+    with PgIndex.upload(folder, dsn, table="busy") as pg:  # the lock went with the transaction
+        assert len(pg) == 40 and pg.meta["honed"]["tables"] == [
+            "busy", "busy_bm25", "busy_meta", "busy_vocab",
+        ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

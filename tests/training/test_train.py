@@ -88,6 +88,13 @@ def test_matryoshka_dims(full: int, smallest: int, expected: tuple[int, ...]) ->
         ({"warmup_ratio": -0.1}, r"warmup_ratio: expected a value in \[0, 1\), got -0\.1"),
         ({"dims": ()}, r"dims: expected positive integers, got \(\)"),
         ({"dims": (64, 0)}, r"dims: expected positive integers, got \(64, 0\)"),
+        ({"dims": (64, 128)}, r"dims: expected distinct integers, largest first \(e\.g\. --dims "
+         r"384,256,128,64\), got \(64, 128\); fix: "),
+        ({"dims": (64, 64)}, r"dims: expected distinct integers, largest first .*got \(64, 64\)"),
+        ({"max_seq_length": 0}, r"max_seq_length: expected a positive integer \(tokens per text\) "
+         r"or None for the model's own, got 0; fix: pass --max-seq-length"),
+        ({"max_seq_length": -5}, r"max_seq_length: expected a positive integer .*got -5"),
+        ({"max_seq_length": True}, r"max_seq_length: expected a positive integer .*got True"),
         ({"attention_dropout": 1.0}, r"attention_dropout: expected a value in \[0, 1\) or None"),
         ({"loss": "contrastive"}, r"'contrastive' is not a valid LossName"),
         ({"precision": "fp16"}, r"'fp16' is not a valid Precision"),
@@ -99,9 +106,9 @@ def test_train_config_rejects_bad_values(kwargs: dict[str, object], message: str
 
 
 def test_train_config_coerces_and_serialises() -> None:
-    config = TrainConfig(loss="mnrl", precision="fp32", dims=(64, 256, 64, 128))  # type: ignore[arg-type]
+    config = TrainConfig(loss="mnrl", precision="fp32", dims=[256, 128, 64])  # type: ignore[arg-type]
     assert config.loss is LossName.MNRL
-    assert config.dims == (256, 128, 64)  # deduplicated, largest first
+    assert config.dims == (256, 128, 64)  # a tuple; out-of-order dims are refused (above)
     as_dict = config.to_dict()
     assert as_dict["loss"] == "mnrl"
     assert as_dict["precision"] == "fp32"

@@ -8,13 +8,54 @@ from pathlib import Path
 
 from honed.cli.configs import diagnose_config
 from honed.data.check import check_dataset
+from honed.data.plan import RunPlan
+from honed.data.splits import SplitRule, positives_only
 
 __all__ = ["cmd_check", "cmd_diagnose"]
 
 
+def _n(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def _plan_line(plan: RunPlan) -> str:
+    """One sentence: what ``honed run`` trains, chooses and reports on, and what it drops.
+
+    Queries are counted when they have a positive judgment: the others yield no training pair
+    and are left out of the dev and test metrics.
+    """
+    train, dev, test = (
+        len(positives_only(q)) for q in (plan.splits.train, plan.splits.dev, plan.splits.test)
+    )
+    line = (
+        f"honed run will train on {_n(train, 'query', 'queries')} "
+        f"({_n(plan.train_pairs, 'pair', 'pairs')}), choose checkpoints on "
+        f"{_n(dev, 'dev query', 'dev queries')} ({plan.dev_source}) and report on "
+        f"{_n(test, 'test query', 'test queries')}; "
+    )
+    reasons = plan.drop_reasons()
+    shown = ", ".join(f"{qid}: {why}" for qid, why in list(reasons.items())[:3])
+    shown += ", ..." if len(reasons) > 3 else ""
+    if plan.allow_leakage:
+        kept = len(plan.leakage.leaked_qids - set(reasons))
+        return line + (
+            f"--allow-leakage: the leakage filter is off ({_n(kept, 'query', 'queries')} "
+            f"duplicating a test query's text stay in training"
+            + f"; {len(reasons)} with a test query's id are still dropped" * bool(reasons)
+            + ")"
+        )
+    return line + (
+        f"the leakage filter drops {_n(len(reasons), 'training query', 'training queries')}"
+        + f" ({shown})" * bool(reasons)
+        + "; the base model may find more near duplicates when honed run starts"
+    )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate a BEIR folder; exit 1 when it has problems, else say what can run on it."""
-    report = check_dataset(args.data)
+    """Validate a BEIR folder; exit 1 when it has problems or honed run would refuse it, else
+    say what honed run will do with it."""
+    rule = SplitRule(args.dev_fraction, args.min_dev_queries, args.seed)
+    report = check_dataset(args.data, rule, args.allow_leakage)
     print(f"{report.path}: {report.n_documents} documents, {report.n_queries} queries")
     for s in report.splits:
         print(
@@ -40,6 +81,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if report.refusal:  # the line honed run would stop with, before loading a model
+        print(f"error: {report.refusal}", file=sys.stderr)
+        return 1
     missing = [name for name in ("train", "test") if name not in {sp.name for sp in report.splits}]
     if missing:
         print(
@@ -48,6 +92,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"--split {report.splits[0].name if report.splits else 'test'}"
         )
         return 0
+    if report.plan is not None:
+        print(_plan_line(report.plan))
     print(f"ok. next: honed run {args.data} --out runs/{Path(args.data).name}")
     return 0
 

@@ -17,6 +17,7 @@ from honed.cli.parser import build_parser
 from honed.cli.run import cmd_run
 from honed.cli.serve import cmd_serve
 from honed.cli.training import cmd_mine, cmd_report, cmd_train
+from honed.index.postgres.redact import scrub
 from honed.pipeline.resources import (
     ResourceError,  # no torch at import: `honed --help` stays instant
 )
@@ -63,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
+        # The library masks passwords already; this is the last line of defence for --store.
+        print(f"error: {scrub(message, getattr(args, 'store', None))}", file=sys.stderr)
         return 1
 
 

@@ -107,8 +107,17 @@ def _add_compare(sub: Any) -> None:
 
 
 def _add_check(sub: Any) -> None:
-    p = sub.add_parser("check", help="validate a BEIR folder and print its statistics")
+    p = sub.add_parser(
+        "check", help="validate a BEIR folder, print its statistics and what honed run will do"
+    )
     p.add_argument("data")
+    # honed run's split options, with its defaults: check then says what that run will do.
+    p.add_argument("--dev-fraction", type=float, default=field_default(RunConfig, "dev_fraction"))
+    p.add_argument(
+        "--min-dev-queries", type=int, default=field_default(RunConfig, "min_dev_queries")
+    )
+    p.add_argument("--seed", type=int, default=field_default(RunConfig, "seed"))
+    p.add_argument("--allow-leakage", action="store_true", help="as honed run --allow-leakage")
 
 
 def _add_evaluate(sub: Any) -> None:

@@ -42,9 +42,11 @@ def _print_run(args: argparse.Namespace, result: RunResult) -> int:
     print(verdict_headline(result.verdict))
     total = sum(result.timings.values())
     print(
-        f"\nwrote {args.out}/report.md, report.json, model/, metrics/, mined.jsonl ({total / 60:.1f} min)"
+        f"\nwrote {args.out}/report.html, report.md, report.json, model/, metrics/, mined.jsonl "
+        f"({total / 60:.1f} min)"
     )
     print(
-        f'next: open {args.out}/report.md, or load the model with SentenceTransformer("{args.out}/model")'
+        f"next: open {args.out}/report.html (or report.md), or load the model with "
+        f'SentenceTransformer("{args.out}/model")'
     )
     return 0

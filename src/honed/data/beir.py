@@ -17,11 +17,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from honed.data.errors import Issues, data_error, show_value
+from honed.data.errors import DataError, Issues, data_error, show_value
+from honed.data.ids import LookAlikes
 from honed.data.jsonl import read_entries, read_lines
 from honed.types import Qrels
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+# trec_eval (and pytrec_eval) read a relevance grade as a C int; a larger one cannot be scored.
+MAX_SCORE = 2**31 - 1
+ID_SOURCES = ("queries.jsonl", "corpus.jsonl")
 
 
 @dataclass(frozen=True)
@@ -106,31 +110,55 @@ def _columns_fix(fields: list[str]) -> str:
     spaced = len(fields) == 1
     columns = fields[0].split() if spaced else fields
     tabs = ", and separate the columns with tabs" if spaced else ""
-    if len(columns) == 4:  # TREC qrels: query-id, iteration (usually 0), doc-id, relevance
+    # TREC qrels: query-id, iteration (0, or Q0 as in run files), doc-id, relevance
+    if len(columns) == 4 and (columns[1].isdigit() or columns[1].upper() == "Q0"):
         return f"drop the second column of these TREC-style qrels{tabs}"
     if spaced and len(columns) == 3:
         return "separate the columns with tabs, not spaces"
     return "use 3 columns"
 
 
+def _tab_in_id(path: Path, line: int, fields: list[str],
+               ids: tuple[Mapping[str, Any], ...]) -> DataError | None:
+    """The error for a line with one column too many because a known id contains a tab."""
+    if len(fields) != 4:
+        return None
+    for at, known, name, source in zip((0, 1), ids, QRELS_HEADER, ID_SOURCES, strict=False):
+        joined = "\t".join(fields[at : at + 2])
+        if joined in known:
+            return data_error(path, line, f"{name} {show_value(joined)} contains a tab",
+                              "3 tab-separated columns query-id, corpus-id, score",
+                              "4: the tab inside the id splits it",
+                              f"remove the tab from the id in {source} and in this file")
+    return None
+
+
 def _qrels_row(path: Path, line: int, fields: list[str], ids: tuple[Mapping[str, Any], ...],
-               issues: Issues) -> tuple[str, str, int] | None:
+               issues: Issues, look_alikes: tuple[LookAlikes, ...]) -> tuple[str, str, int] | None:
     """One validated judgment (qid, docid, score); None after reporting an error."""
     if len(fields) != 3:
-        issues.error(data_error(path, line, "wrong number of columns",
-                            "3 tab-separated columns query-id, corpus-id, score",
-                            f"{len(fields)} in {show_value(chr(9).join(fields))}", _columns_fix(fields)))
+        issues.error(_tab_in_id(path, line, fields, ids) or data_error(
+            path, line, "wrong number of columns", "3 tab-separated columns query-id, corpus-id, "
+            "score", f"{len(fields)} in {show_value(chr(9).join(fields))}", _columns_fix(fields)))
         return None
     score = _parse_score(fields[2])
     if score is None or score < 0:
         issues.error(data_error(path, line, "bad score", "a non-negative integer such as 0, 1 or 2",
                             show_value(fields[2]), "write the relevance grade as a whole number"))
         return None
-    sources = ("queries.jsonl", "corpus.jsonl")
-    for value, known, name, source in zip(fields[:2], ids, QRELS_HEADER[:2], sources, strict=True):
+    if score > MAX_SCORE:
+        issues.error(data_error(path, line, "score too large",
+                                f"a relevance grade of at most {MAX_SCORE}", show_value(fields[2]),
+                                "write the relevance grade as a small whole number such as 0, 1 "
+                                "or 2"))
+        return None
+    for value, known, name, source, alike in zip(fields[:2], ids, QRELS_HEADER[:2], ID_SOURCES,
+                                                 look_alikes, strict=True):
         if value not in known:
+            explained = alike.explain(value)
+            fix = "make the two ids identical" if explained else f"add it to {source} or remove this line"
             issues.error(data_error(path, line, f"unknown {name}", f"an _id from {source}",
-                                show_value(value), f"add it to {source} or remove this line"))
+                                    explained or show_value(value), fix))
             return None
     return fields[0], fields[1], score
 
@@ -154,12 +182,14 @@ def _read_qrels(path: Path, ids: tuple[Mapping[str, Any], ...], issues: Issues) 
     qrels: Qrels = {}
     first_line: dict[tuple[str, str], int] = {}
     repeated: list[int] = []
+    look_alikes = tuple(LookAlikes(known, source) for known, source in zip(ids, ID_SOURCES,
+                                                                          strict=True))
     lines = ((n, [f.strip() for f in t.split("\t")]) for n, t in read_lines(path, issues)
              if t.strip())
     for index, (line_no, fields) in enumerate(lines):
         if index == 0 and _is_header(path, line_no, fields, issues) is not False:
             continue
-        row = _qrels_row(path, line_no, fields, ids, issues)
+        row = _qrels_row(path, line_no, fields, ids, issues, look_alikes)
         if row is None:
             continue
         qid, doc_id, score = row
@@ -220,6 +250,10 @@ def _locate(root: Path) -> tuple[Path, Path, list[Path]]:
     if missing:
         nested = sorted(p.parent for p in root.glob("*/corpus.jsonl"))  # e.g. an unzipped archive
         fix = f"pass {nested[0]} instead" if nested else "add the missing files"
+        packed = [f"{name}.gz" for name in missing if (root / f"{name}.gz").is_file()]
+        if packed and not nested:  # honed reads plain text only: say so, not "missing"
+            expected += f"; found {', '.join(packed)}, which is compressed"
+            fix = f"gunzip it (`gunzip -k {' '.join(str(root / name) for name in packed)}`)"
         raise FileNotFoundError(f"{root}: missing {', '.join(missing)} ({expected}); fix: {fix}")
     return root / "corpus.jsonl", root / "queries.jsonl", qrels
 

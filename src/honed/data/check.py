@@ -1,7 +1,10 @@
 """Dataset health check for ``honed check``: every problem found, plus size and length statistics.
 
 Unlike :func:`honed.data.beir.load_beir`, which stops at the first bad line, :func:`check_dataset`
-collects all the problems it can so that a user fixes a file in one pass.
+collects all the problems it can so that a user fixes a file in one pass. On data that loads,
+it then applies the rules of ``honed run`` (:func:`honed.data.plan.plan_run`, the very function
+``honed run`` calls before it loads a model): the report says what run will train, choose and
+report on, or the one line with which run would refuse the data.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from honed.data.beir import read_beir
+from honed.data.beir import BeirData, read_beir
 from honed.data.errors import DataError, Issues
+from honed.data.plan import RunPlan, plan_run
+from honed.data.splits import SplitRule
 from honed.types import Qrels
 
 # Enough to see the pattern; a file of bad lines would otherwise flood the terminal.
@@ -43,7 +48,12 @@ class LengthStats:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Everything :func:`check_dataset` found; ``ok`` is True when there are no problems."""
+    """Everything :func:`check_dataset` found; ``ok`` is True when there are no problems.
+
+    ``plan`` is what ``honed run`` will do with the data; ``refusal`` the one-line reason it
+    would refuse it instead. Both are None when the data does not load or lacks the train or
+    test split (``honed evaluate`` may still use it).
+    """
 
     path: Path
     n_documents: int
@@ -53,6 +63,8 @@ class CheckReport:
     query_lengths: LengthStats
     warnings: tuple[str, ...]
     problems: tuple[str, ...]
+    plan: RunPlan | None = None
+    refusal: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -101,7 +113,18 @@ def _capped(problems: list[DataError]) -> list[str]:
     return shown
 
 
-def check_dataset(path: str | Path) -> CheckReport:
+def _plan(data: BeirData, rule: SplitRule | None, allow_leakage: bool) -> tuple[RunPlan | None, str | None]:
+    """``honed run``'s plan for ``data``, or the line with which it refuses it."""
+    if not {"train", "test"} <= set(data.splits):
+        return None, None
+    try:
+        return plan_run(data, rule, allow_leakage), None
+    except ValueError as exc:  # DataError included
+        return None, str(exc)
+
+
+def check_dataset(path: str | Path, rule: SplitRule | None = None,
+                  allow_leakage: bool = False) -> CheckReport:
     """Validate a BEIR folder, collecting every problem instead of stopping at the first.
 
     A problem that makes further checks impossible (a missing file, an empty corpus) ends the
@@ -109,6 +132,8 @@ def check_dataset(path: str | Path) -> CheckReport:
 
     Args:
         path: folder with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
+        rule: ``honed run``'s dev carve (``--dev-fraction``, ``--min-dev-queries``, ``--seed``).
+        allow_leakage: as ``honed run --allow-leakage``.
 
     Returns:
         A :class:`CheckReport`; ``report.ok`` tells whether ``load_beir`` would succeed.
@@ -126,6 +151,7 @@ def check_dataset(path: str | Path) -> CheckReport:
         empty = length_stats([])
         return CheckReport(root, 0, 0, (), empty, empty, tuple(issues.warnings),
                            (*_capped(issues.problems), str(exc)))
+    plan, refusal = _plan(data, rule, allow_leakage) if not issues.problems else (None, None)
     return CheckReport(
         path=root,
         n_documents=len(data.corpus),
@@ -135,4 +161,6 @@ def check_dataset(path: str | Path) -> CheckReport:
         query_lengths=length_stats(data.queries.values()),
         warnings=data.warnings,
         problems=tuple(_capped(issues.problems)),
+        plan=plan,
+        refusal=refusal,
     )

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataError", "Issues", "bad_utf8", "data_error", "show_value"]
+__all__ = ["GZIP_MAGIC", "DataError", "Issues", "bad_utf8", "data_error", "gzipped", "show_value"]
+
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file (RFC 1952)
 
 
 class DataError(ValueError):
@@ -60,6 +62,19 @@ def bad_utf8(path: Path, raw: bytes, position: int, first_line: int = 1) -> Data
     return data_error(path, line, "text is not valid UTF-8", "UTF-8 text", got,
                   f"re-save the file as UTF-8 (e.g. `iconv -f {source} -t utf-8`)")
 
+
+
+def gzipped(path: Path) -> DataError:
+    """Error for a file that starts with the gzip magic bytes: its bytes are not text at all.
+
+    Without this, the first byte that is not UTF-8 (0x8b) got the latin-1 advice of
+    :func:`bad_utf8`, which would turn the compressed bytes into garbage text.
+    """
+    plain = path.name.removesuffix(".gz")
+    how = (f"`gunzip -k {path}`" if path.suffix == ".gz"
+           else f"`mv {path} {path}.gz && gunzip {path}.gz`")
+    return data_error(path, None, "is gzip-compressed", "UTF-8 text",
+                      "the gzip magic bytes 0x1f 0x8b", f"gunzip it ({how}, giving {plain})")
 
 
 @dataclass

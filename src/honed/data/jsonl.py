@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from honed.data.errors import Issues, bad_utf8, data_error, show_value
+from honed.data.errors import GZIP_MAGIC, Issues, bad_utf8, data_error, gzipped, show_value
 
 __all__ = ["all_blank", "get_id", "get_text", "json_problem", "read_entries", "read_jsonl", "read_lines"]
 
@@ -19,10 +19,14 @@ __all__ = ["all_blank", "get_id", "get_text", "json_problem", "read_entries", "r
 def read_lines(path: Path, issues: Issues) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text) of a UTF-8 file; a BOM and CRLF are accepted.
 
-    Decoded line by line so that a bad byte is reported with its line number.
+    Decoded line by line so that a bad byte is reported with its line number. A gzip file is
+    reported once, as such, and not read further: its bytes are not lines of text.
     """
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1 and raw.startswith(GZIP_MAGIC):
+                issues.error(gzipped(path))
+                return
             try:
                 text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as exc:

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from honed.data.errors import DataError, Issues, bad_utf8, data_error, show_value
+from honed.data.errors import (
+    GZIP_MAGIC,
+    DataError,
+    Issues,
+    bad_utf8,
+    data_error,
+    gzipped,
+    show_value,
+)
 from honed.data.jsonl import read_jsonl
 
 PAIR_EXTENSIONS = (".jsonl", ".json-lines", ".csv", ".tsv")
@@ -86,6 +94,8 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     the rest of the file, and a cell over ``csv.field_size_limit()`` is an error either way.
     """
     raw = path.read_bytes()
+    if raw.startswith(GZIP_MAGIC):
+        raise gzipped(path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -142,6 +152,10 @@ def load_pairs(path: str | Path) -> tuple[TrainPair, ...]:
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix == ".gz":
+        raise ValueError(f"{path}: is gzip-compressed (expected a plain-text "
+                         f"{', '.join(PAIR_EXTENSIONS[:-1])} or {PAIR_EXTENSIONS[-1]} file); fix: "
+                         f"gunzip it (`gunzip -k {path}`) and pass {path.with_suffix('')}")
     if suffix not in PAIR_EXTENSIONS:
         raise ValueError(f"{path}: unknown pair-file extension {suffix!r} (expected one of "
                          f"{', '.join(PAIR_EXTENSIONS)}); fix: rename or convert the file")

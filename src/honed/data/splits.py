@@ -4,21 +4,33 @@ One implementation of the split rules, used by ``honed run``, ``honed check``, `
 and ``honed evaluate --hybrid``: the test split is used for nothing but the final evaluation; a
 training query that is also a test query (or a near duplicate of one) is dropped from training;
 dev is the data's own ``dev`` split, or carved from train by query.
+
+:func:`split_data` refuses splits that leave ``honed run`` nothing to report, choose or train
+on (a test split without a positive, a leakage filter that drops every training query, a dev
+split without a positive or a carve that takes every positive, too few training pairs), each
+with a one-line :class:`~honed.data.errors.DataError` naming the qrels file and the fix.
+``honed check`` applies it to the model-free part of the leakage filter, ``honed run`` before
+it loads a model and again with the base model's near duplicates.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from honed.data.beir import BeirData
+from honed.data.errors import DataError, data_error
 from honed.types import Qrels
 
 __all__ = [
+    "MIN_TRAIN_PAIRS",
     "SplitRule",
     "Splits",
     "carve_dev",
+    "count_pairs",
     "positives_only",
+    "require_positives",
     "require_splits",
     "split_data",
 ]
@@ -26,6 +38,9 @@ __all__ = [
 DEFAULT_DEV_FRACTION = 0.1
 DEFAULT_MIN_DEV_QUERIES = 30  # below ~30 queries a dev nDCG@10 moves by several points per query
 DEFAULT_SEED = 42
+# honed run trains on rows mined for these pairs: with none left it has nothing to train on
+# (it used to find out after encoding the corpus, in the training estimate).
+MIN_TRAIN_PAIRS = 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,15 @@ class SplitRule:
     dev_fraction: float = DEFAULT_DEV_FRACTION
     min_dev_queries: int = DEFAULT_MIN_DEV_QUERIES
     seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        # The messages of RunConfig's own checks of the same fields (honed run and honed check).
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"dev_fraction: expected a value in (0, 1), got {self.dev_fraction}")
+        if self.min_dev_queries < 1:
+            raise ValueError(
+                f"min_dev_queries: expected a positive integer, got {self.min_dev_queries}"
+            )
 
     def describe(self) -> str:
         """E.g. ``"10%, at least 30, seed 42"``."""
@@ -111,6 +135,98 @@ def require_splits(data: BeirData) -> None:
             )
 
 
+def count_pairs(qrels: Qrels) -> int:
+    """The (query, document) judgments with score >= 1."""
+    return sum(1 for docs in qrels.values() for score in docs.values() if score >= 1)
+
+
+def _qrels_file(data: BeirData, split: str) -> Path:
+    return data.path / "qrels" / f"{split}.tsv"
+
+
+def _no_positive(data: BeirData, split: str, what: str, expected: str, fix: str) -> DataError:
+    n = sum(len(docs) for docs in data.qrels.get(split, {}).values())
+    got = f"only 0 in {n} judgment{'s' * (n != 1)}" if n else "no judgments"
+    return data_error(_qrels_file(data, split), None, what, expected, got, fix)
+
+
+def require_positives(data: BeirData, split: str, what: str = "no positive judgment") -> Qrels:
+    """The split's positive judgments (:meth:`BeirData.positives`); DataError when there are none.
+
+    ``honed mine`` calls it before it loads a model: a split without a positive has no pair to
+    mine, and an empty mined.jsonl would only fail later, in ``honed train``.
+    """
+    positives = data.positives(split)
+    if not positives:
+        raise _no_positive(data, split, what, "at least one (query, document) judgment with "
+                           "score >= 1", "mark the relevant documents with score 1 or more, or "
+                           "pick another --split")
+    return positives
+
+
+def _too_few_pairs(data: BeirData, train: Qrels, after: str) -> DataError:
+    return data_error(_qrels_file(data, "train"), None, "too few training pairs",
+                      f"at least {MIN_TRAIN_PAIRS} (query, document) pair with score >= 1",
+                      f"{count_pairs(train)} in {len(train)} queries{after}",
+                      "mark the relevant documents of the training queries with score 1 or more")
+
+
+def _check_leakage_left(data: BeirData, train_all: Qrels, by_id: set[str], by_text: set[str],
+                        kept: Qrels) -> None:
+    """Refuse a leakage filter that dropped every training query, or left no training pair."""
+    if train_all and not kept:
+        fix = ("give qrels/test.tsv queries of its own, or pass --allow-leakage to train on the "
+               "duplicates anyway" if by_text else
+               "give qrels/test.tsv queries of its own (is it a copy of train.tsv?)")
+        raise data_error(_qrels_file(data, "train"), None,
+                         "the leakage filter drops every training query",
+                         "training queries that are not test queries",
+                         f"{len(train_all)} of {len(train_all)} dropped: {len(by_id)} with a test "
+                         f"query's id, {len(by_text)} with a test query's text", fix)
+    if count_pairs(kept) < MIN_TRAIN_PAIRS:
+        dropped = len(by_id) + len(by_text)
+        raise _too_few_pairs(data, kept, f" after the leakage filter dropped {dropped}" * bool(dropped))
+
+
+def _user_dev(data: BeirData, test: Qrels, drop: frozenset[str], kept: Qrels) -> tuple[Qrels, Qrels]:
+    """(train, dev) with the data's own dev split; DataError when either is left without a pair."""
+    dev_all = data.split("dev")
+    dev = {q: d for q, d in dev_all.items() if q not in test and q not in drop}
+    if not count_pairs(dev):
+        n_drop = len(dev_all) - len(dev)
+        got = (f"{len(dev)} queries" + ", none with a score >= 1" * bool(dev)
+               + f", after dropping {n_drop} that are or duplicate test queries" * bool(n_drop))
+        raise data_error(_qrels_file(data, "dev"), None, "no dev query with a positive judgment",
+                         "at least one, to choose checkpoints on", got,
+                         "mark the relevant documents with score 1 or more in qrels/dev.tsv, or "
+                         "delete it to carve dev from train")
+    train = {q: d for q, d in kept.items() if q not in dev}
+    if count_pairs(train) < MIN_TRAIN_PAIRS:
+        raise _too_few_pairs(data, train, ", once the queries of qrels/dev.tsv are left out")
+    return train, dev
+
+
+def _carved_dev(data: BeirData, kept: Qrels, rule: SplitRule, n_dropped: int) -> tuple[Qrels, Qrels]:
+    """(train, dev) with dev carved from train; DataError when the carve leaves train no pair."""
+    train_file = _qrels_file(data, "train")
+    if len(kept) < 2:
+        raise data_error(train_file, None, "too few training queries to carve a dev split",
+                         "at least 2: one to train on, one to choose checkpoints on",
+                         f"{len(kept)}" + f" after the leakage filter dropped {n_dropped}" * bool(n_dropped),
+                         "add training queries, or add a qrels/dev.tsv")
+    train, dev = carve_dev(kept, rule.dev_fraction, rule.min_dev_queries, rule.seed)
+    if count_pairs(train) < MIN_TRAIN_PAIRS:
+        taken = len(positives_only(kept))
+        raise data_error(train_file, None,
+                         "the dev split carved from train takes every query with a positive",
+                         f"at least {MIN_TRAIN_PAIRS} (query, positive) pair left to train on",
+                         f"{count_pairs(train)}: dev ({rule.describe()}) takes the {taken} such "
+                         f"quer{'y' if taken == 1 else 'ies'} and leaves {len(train)} without one",
+                         "add training queries with a positive, add a qrels/dev.tsv, or lower "
+                         "--min-dev-queries")
+    return train, dev
+
+
 def split_data(
     data: BeirData, rule: SplitRule | None = None, drop: frozenset[str] = frozenset()
 ) -> Splits:
@@ -118,19 +234,28 @@ def split_data(
 
     Training queries that are also test queries, or that are in ``drop`` (near duplicates of
     test queries), are removed from train and dev before the dev split is carved.
+
+    Raises:
+        ValueError: no train or test split (:func:`require_splits`).
+        DataError: nothing left to report, choose or train on (see the module docstring).
     """
     rule = rule or SplitRule()
     require_splits(data)
     test = data.split("test")
+    if not count_pairs(test):
+        raise _no_positive(data, "test", "no positive judgment", "a score >= 1 for at least one "
+                           "test query", "mark the relevant documents with score 1 or more: honed "
+                           "run reports its metrics on the test queries that have one")
     train_all = data.split("train")
-    dropped = sorted((set(train_all) & set(test)) | (set(train_all) & drop))
-    train_all = {q: d for q, d in train_all.items() if q not in set(dropped)}
+    by_id = set(train_all) & set(test)
+    by_text = (set(train_all) & drop) - by_id
+    kept = {q: d for q, d in train_all.items() if q not in by_id | by_text}
+    _check_leakage_left(data, train_all, by_id, by_text, kept)
     if "dev" in data.splits:
-        dev = {q: d for q, d in data.split("dev").items() if q not in test and q not in drop}
-        train = {q: d for q, d in train_all.items() if q not in dev}
+        train, dev = _user_dev(data, test, drop, kept)
     else:
-        train, dev = carve_dev(train_all, rule.dev_fraction, rule.min_dev_queries, rule.seed)
-    return Splits(train, dev, test, tuple(dropped))
+        train, dev = _carved_dev(data, kept, rule, len(by_id | by_text))
+    return Splits(train, dev, test, tuple(sorted(by_id | by_text)))
 
 
 def positives_only(qrels: Qrels) -> Qrels:

@@ -8,9 +8,11 @@ models outgrows the saving.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["matryoshka_dims", "truncate"]
+__all__ = ["matryoshka_dims", "resolve_dims", "truncate"]
 
 
 def matryoshka_dims(full: int, smallest: int = 64) -> tuple[int, ...]:
@@ -26,6 +28,36 @@ def matryoshka_dims(full: int, smallest: int = 64) -> tuple[int, ...]:
         if power < full:
             dims.append(power)
     return tuple(dims)
+
+
+def resolve_dims(dims: Sequence[int] | None, width: int) -> tuple[int, ...]:
+    """The dims to train and evaluate at: ``dims`` checked against the model's ``width``, or
+    :func:`matryoshka_dims` of it.
+
+    Called right after the model loads and before any encoding: a dim wider than the model used
+    to fail only when the first embeddings were cut, after the whole corpus was encoded.
+
+    Raises:
+        ValueError: a dim that is not a positive integer or is larger than ``width``.
+
+    Example:
+        >>> resolve_dims(None, 384), resolve_dims([128, 64], 384)
+        ((384, 256, 128, 64), (128, 64))
+    """
+    if dims is None:
+        return matryoshka_dims(width)
+    chosen = tuple(dims)
+    if not chosen or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in chosen):
+        raise ValueError(f"dims: expected positive integers, got {chosen}")
+    too_wide = [d for d in chosen if d > width]
+    if too_wide:
+        example = ",".join(map(str, matryoshka_dims(width, min(64, max(1, width // 4)))))
+        raise ValueError(
+            f"dims: {too_wide[0]} is larger than the model's embedding width {width} (expected "
+            f"dims <= {width}, got {chosen}); fix: pass --dims with values up to {width}, e.g. "
+            f"--dims {example}"
+        )
+    return chosen
 
 
 def truncate(embeddings: np.ndarray, dim: int) -> np.ndarray:

@@ -4,6 +4,7 @@ Layout, under the cache root (``$HONED_CACHE_DIR``, else ``~/.cache/honed/embedd
 
     ROOT/<setting key>/meta.json              what the key stands for (model fingerprint, ...)
     ROOT/<setting key>/<shard>.npy            float32 (rows, dim), L2-normalised
+    ROOT/<setting key>/<shard>.json           sha256 of the two .npy files, written before keys
     ROOT/<setting key>/<shard>.keys.npy       uint8 (rows, 32): sha256 of each row's text
 
 The setting key hashes everything that changes an embedding (:func:`setting_key`), so one
@@ -11,8 +12,17 @@ folder only ever holds vectors that a fresh encode with that setting would produ
 append-only and written as temporary files renamed into place, vectors first and keys last: a
 shard is visible only once its keys file exists, so a reader never sees a half-written shard and
 two processes writing the same folder never touch each other's files (each shard has a unique
-name; no lock is needed). A shard whose size does not match its header (a truncated copy, a full
-disk) is reported with a warning, removed, and its texts are encoded again.
+name). Readers take no lock, so any number of runs share a cache; the writes of a shard and the
+removal of a damaged one hold the folder's lock (:func:`honed.files.folder_lock`) for the
+milliseconds they take, waiting for another writer rather than refusing.
+
+A shard whose size does not match its header (a truncated copy, a full disk), or whose bytes do
+not match the checksums recorded beside it (permuted or corrupted rows), is reported with a
+warning, removed, and its texts are encoded again; the vectors are checked the first time a run
+reads them, the keys when the shard is listed. A shard written before checksums existed is used
+with a warning. A cache problem never costs the run: when a damaged shard cannot be removed (a
+read-only cache), the run warns once and encodes in memory, without the disk cache for that
+setting.
 
 Vectors are stored as float32, not float16: a run that reads them gets the very bits a fresh
 encode gave, so a warm run ranks (and mines, and reports) exactly as the cold one did. At 384
@@ -22,6 +32,7 @@ dims that is 1.5 KB per text, 1.5 GB per million texts.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -33,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from honed.encoding.shard_files import npy_shape, save_atomic, save_tmp
+from honed.files import FolderLockedError, folder_lock, sha256_file
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -48,6 +62,8 @@ __all__ = [
 CACHE_DIR_ENV = "HONED_CACHE_DIR"
 FORMAT_VERSION = 1  # bump when the layout or the meaning of a key changes
 DIGEST_BYTES = 32  # sha256
+LOCK_WAIT_S = 30.0  # a shard write takes milliseconds: wait for another writer, then give up
+_WRITING = "an embedding-cache write"
 
 
 def default_cache_dir() -> Path:
@@ -115,18 +131,6 @@ def encoder_setting(model: Any, fingerprint: str, precision: str) -> dict[str, A
     }
 
 
-def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    """(shape, dtype, expected file size) read from an ``.npy`` header, without the data."""
-    with path.open("rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-        offset = handle.tell()
-    return tuple(shape), np.dtype(dtype), offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
-
-
 @dataclass(frozen=True)
 class _Index:
     """Every key on disk, sorted, with where its vector lives: ``keys[i]`` -> (names[shard[i]], row[i])."""
@@ -151,6 +155,52 @@ class DiskCache:
         self.setting = dict(setting)
         self.folder = Path(root) / setting_key(self.setting)
         self._index: _Index | None = None
+        self._verified: set[str] = set()  # shards whose vectors matched their checksum
+        self._unverified_warned = False
+        self.disabled: str | None = None  # why this run skips the disk cache for this setting
+
+    def _disable(self, reason: str) -> None:
+        """Skip the disk cache for this setting from now on, with one warning."""
+        self.disabled = reason
+        warnings.warn(
+            f"{reason}; this run skips the embedding cache for this setting and encodes in "
+            f"memory; fix: delete {self.folder}, or pass --cache-dir DIR elsewhere, or --no-cache",
+            stacklevel=4,
+        )
+
+    def _discard(self, name: str, problem: str) -> None:
+        """Remove a damaged shard (warning), or disable the cache when it cannot be removed."""
+        vec_path = self.folder / f"{name}.npy"
+        paths = [self.folder / f"{name}{end}" for end in (".keys.npy", ".npy", ".json")]
+        try:
+            with folder_lock(self.folder, _WRITING, wait=LOCK_WAIT_S):
+                for path in paths:  # keys first: the shard disappears for other readers
+                    path.unlink(missing_ok=True)
+        except FolderLockedError:  # another writer is stuck: leave it, skip the shard this time
+            warnings.warn(f"{vec_path}: damaged embedding-cache shard ({problem}); skipped", stacklevel=4)
+            return
+        except OSError as err:  # a read-only cache: the shard stays, so the cache cannot be used
+            self._disable(
+                f"{vec_path}: damaged embedding-cache shard ({problem}) that cannot be removed "
+                f"({err.strerror or err})"
+            )
+            return
+        warnings.warn(
+            f"{vec_path}: damaged embedding-cache shard ({problem}); it was removed and its texts "
+            "will be encoded again",
+            stacklevel=4,
+        )
+
+    def _recorded(self, name: str) -> dict[str, str] | None:
+        """The shard's recorded checksums, or None for a shard written before they existed."""
+        try:
+            record = json.loads((self.folder / f"{name}.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # unreadable: matches nothing, so the shard is treated as damaged
+        sha = record.get("sha256") if isinstance(record, dict) else None
+        return sha if isinstance(sha, dict) else {}
 
     def _shard_names(self) -> tuple[str, ...]:
         if not self.folder.is_dir():
@@ -162,8 +212,8 @@ class DiskCache:
         """Rows of shard ``name``, or None (after a warning and removing it) when it is damaged."""
         keys_path, vec_path = self.folder / f"{name}.keys.npy", self.folder / f"{name}.npy"
         try:
-            k_shape, k_dtype, k_size = _npy_shape(keys_path)
-            v_shape, v_dtype, v_size = _npy_shape(vec_path)
+            k_shape, k_dtype, k_size = npy_shape(keys_path)
+            v_shape, v_dtype, v_size = npy_shape(vec_path)
             sizes = (keys_path.stat().st_size, vec_path.stat().st_size)
             problem = None
             if sizes != (k_size, v_size):
@@ -176,14 +226,43 @@ class DiskCache:
             problem = f"unreadable ({err})"
         if problem is None:
             return int(v_shape[0])
-        warnings.warn(
-            f"{vec_path}: damaged embedding-cache shard ({problem}); it was removed and its texts "
-            "will be encoded again",
-            stacklevel=3,
-        )
-        for path in (keys_path, vec_path):  # keys first: the shard disappears for other readers
-            path.unlink(missing_ok=True)
+        self._discard(name, problem)
         return None
+
+    def _read_keys(self, name: str) -> np.ndarray | None:
+        """The shard's keys ``(rows,) V32``, or None (discarded) when they fail their checksum."""
+        try:
+            data = (self.folder / f"{name}.keys.npy").read_bytes()
+        except FileNotFoundError:  # removed by another process since it was listed
+            return None
+        recorded = self._recorded(name)
+        if recorded is None and not self._unverified_warned:
+            self._unverified_warned = True
+            warnings.warn(
+                f"{self.folder}: embedding-cache shards without checksums (written by an older "
+                f"honed) are used unverified; fix: delete {self.folder} to rebuild them",
+                stacklevel=5,
+            )
+        elif recorded is not None and hashlib.sha256(data).hexdigest() != recorded.get("keys"):
+            self._discard(name, "its keys do not match their recorded sha256")
+            return None
+        raw = np.load(io.BytesIO(data))  # (rows, 32) uint8
+        return np.ascontiguousarray(raw).view(f"V{DIGEST_BYTES}").reshape(-1)
+
+    def _vectors_sound(self, name: str) -> bool:
+        """Whether the shard's vectors match their recorded sha256 (checked once per process)."""
+        recorded = self._recorded(name)
+        if name in self._verified or recorded is None:
+            return True
+        try:
+            sound = sha256_file(self.folder / f"{name}.npy") == recorded.get("vectors")
+        except OSError:
+            return False  # removed by another process since it was listed
+        if not sound:
+            self._discard(name, "its vectors do not match their recorded sha256")
+            return False
+        self._verified.add(name)
+        return True
 
     def _load_index(self) -> _Index:
         names = self._shard_names()
@@ -195,10 +274,10 @@ class DiskCache:
         row: list[np.ndarray] = []
         for name in names:
             rows = self._check_shard(name)
-            if rows is None:
+            shard_keys = self._read_keys(name) if rows is not None else None
+            if rows is None or shard_keys is None or self.disabled:
                 continue
-            raw = np.load(self.folder / f"{name}.keys.npy")  # (rows, 32) uint8
-            keys.append(np.ascontiguousarray(raw).view(f"V{DIGEST_BYTES}").reshape(-1))
+            keys.append(shard_keys)
             shard.append(np.full(rows, len(good), dtype=np.int32))
             row.append(np.arange(rows, dtype=np.int64))
             good.append(name)
@@ -221,11 +300,19 @@ class DiskCache:
     def lookup(self, digests: Sequence[bytes]) -> dict[int, np.ndarray]:
         """Stored vectors of the texts with these sha256 ``digests``: {position in digests: (dim,)}.
 
-        Only the rows asked for are read (the shards are memory-mapped). A row that is not a
-        finite unit vector is treated as absent (it will be encoded and stored again).
+        Only the rows asked for are read (the shards are memory-mapped), after the shard's
+        vectors matched their checksum. A row that is not a finite unit vector is treated as
+        absent (it will be encoded and stored again). Nothing is found once the cache is
+        :attr:`disabled`.
         """
-        index = self._load_index()
-        if not digests or index.keys.size == 0:
+        if self.disabled or not digests:
+            return {}
+        try:
+            index = self._load_index()
+        except OSError as err:  # e.g. a shard that cannot be read: the run goes on without it
+            self._disable(f"{self.folder}: unreadable embedding cache ({err})")
+            return {}
+        if self.disabled or index.keys.size == 0:
             return {}
         wanted = np.frombuffer(b"".join(digests), dtype=f"V{DIGEST_BYTES}")  # (n,)
         pos = np.minimum(np.searchsorted(index.keys, wanted), index.keys.size - 1)
@@ -234,9 +321,13 @@ class DiskCache:
         for shard_no in np.unique(index.shard[pos[hit]]):
             mine = hit[index.shard[pos[hit]] == shard_no]  # positions served by this shard
             rows = index.row[pos[mine]]
-            path = self.folder / f"{index.names[shard_no]}.npy"
+            name = index.names[shard_no]
+            if not self._vectors_sound(name) or self.disabled:
+                continue
             try:
-                vectors = np.asarray(np.load(path, mmap_mode="r")[rows], dtype=np.float32)
+                vectors = np.asarray(
+                    np.load(self.folder / f"{name}.npy", mmap_mode="r")[rows], dtype=np.float32
+                )
             except (OSError, ValueError):  # removed by another process since it was listed
                 continue
             norms = np.linalg.norm(vectors, axis=1)  # (rows,)
@@ -252,16 +343,27 @@ class DiskCache:
                 f"append: expected one digest per vector, got {len(digests)} digests and "
                 f"{len(vectors)} vectors"
             )
-        if not digests:
+        if not digests or self.disabled:
             return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._write_meta(int(vectors.shape[1]))
-        # Unique and sortable by age: no two writers (processes, machines on a shared disk) collide.
-        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
         keys = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), DIGEST_BYTES)
-        final = self.folder / f"{name}.npy"
-        _save_atomic(final, np.ascontiguousarray(vectors, dtype=np.float32))
-        _save_atomic(self.folder / f"{name}.keys.npy", keys)  # last: makes the shard visible
+        with folder_lock(self.folder, _WRITING, wait=LOCK_WAIT_S):
+            self._write_meta(int(vectors.shape[1]))
+            # Unique and sortable by age: no two writers (processes, machines on a shared disk)
+            # collide.
+            name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+            final = self.folder / f"{name}.npy"
+            sha = {"vectors": save_atomic(final, np.ascontiguousarray(vectors, dtype=np.float32))}
+            keys_tmp = save_tmp(self.folder / f"{name}.keys.npy", keys)
+            sha["keys"] = sha256_file(keys_tmp)
+            record = {"rows": len(digests), "dim": int(vectors.shape[1]), "sha256": sha}
+            record_tmp = save_tmp(self.folder / f"{name}.json", json.dumps(record).encode())
+            try:
+                os.replace(record_tmp, self.folder / f"{name}.json")
+                os.replace(keys_tmp, self.folder / f"{name}.keys.npy")  # last: shard visible
+            finally:
+                keys_tmp.unlink(missing_ok=True)
+                record_tmp.unlink(missing_ok=True)
+        self._verified.add(name)
         return final
 
     def _write_meta(self, dim: int) -> None:
@@ -276,14 +378,3 @@ class DiskCache:
     def stored(self) -> int:
         """Rows on disk for this setting (a text stored twice counts twice)."""
         return int(self._load_index().keys.size)
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary name, then rename: the final name only ever holds a whole file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with tmp.open("wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -32,7 +32,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,10 +49,18 @@ from honed.encoding.encoder import (
     resolve_model_name,
     resolve_precision,
 )
+from honed.files import clear_folder
 from honed.index.ann import import_faiss
 from honed.index.checks import check_shortlist_dim
 from honed.index.options import BuildOptions
-from honed.index.partial import Progress, partial_path, start, write_progress
+from honed.index.partial import (
+    Progress,
+    build_lock,
+    check_idle,
+    partial_path,
+    start,
+    write_progress,
+)
 from honed.index.store import IndexInfo, check_out, finish_index, info_for
 
 if TYPE_CHECKING:
@@ -130,6 +137,22 @@ def _open_full(partial: Path, count: int, dim: int) -> np.memmap:
     return full
 
 
+def _check_vectors(vectors: np.ndarray, batch: list[tuple[str, str]], dim: int) -> None:
+    """Refuse a batch of the wrong shape, or with a NaN/inf value: it would vanish from results."""
+    if vectors.shape != (len(batch), dim):
+        raise ValueError(
+            f"the encoder returned shape {vectors.shape} for {len(batch)} texts, expected "
+            f"({len(batch)}, {dim})"
+        )
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"the encoder returned a NaN or infinite vector for document {batch[bad[0]][0]!r} "
+            f"({bad.size} in this batch); fix: check the model (fp16 overflow? try "
+            "--encode-precision fp32)"
+        )
+
+
 def _encode_rest(
     partial: Path,
     corpus: Corpus,
@@ -159,11 +182,7 @@ def _encode_rest(
             if read + len(batch) > count:
                 return CorpusScan(read + len(batch), "")  # the corpus grew: refused by the caller
             vectors = np.asarray(encode([text for _, text in batch]))  # (b, dim)
-            if vectors.shape != (len(batch), dim):
-                raise ValueError(
-                    f"the encoder returned shape {vectors.shape} for {len(batch)} texts, expected "
-                    f"({len(batch)}, {dim})"
-                )
+            _check_vectors(vectors, batch, dim)
             full[read : read + len(batch)] = truncate(vectors, dim)  # renormalised
             full.flush()  # vectors first, then texts and ids, then the progress that names them
             texts_bytes = _append(texts, (text for _, text in batch))
@@ -209,8 +228,10 @@ def build_folder(
     Raises:
         FileExistsError: ``out`` exists (without ``overwrite``), or ``OUT.partial`` does
             (without ``resume``), or ``OUT.partial`` is not a honed build.
+        FolderLockedError: another process is building ``out`` (a FileExistsError too).
         ValueError: ``OUT.partial`` was started with another model, corpus or batch settings,
-            or is damaged; the corpus changed during the build.
+            or is damaged; the corpus changed during the build; the encoder returned a vector
+            that is not finite.
     """
     check_out(out, options.overwrite)  # before the long encoding, and again before the rename
     partial = partial_path(out)
@@ -222,18 +243,19 @@ def build_folder(
         "batch_size": int(options.batch_size),
         "encode_precision": str(options.encode_precision),
     }
-    progress = start(partial, settings, options.resume)
-    read = _encode_rest(partial, corpus, encode, progress, options.show_progress_bar)
-    if read != scan:
-        shutil.rmtree(partial, ignore_errors=True)  # rows of two different corpora: useless
-        raise ValueError(
-            f"the corpus changed while it was indexed ({scan.count:,} documents when scanned, "
-            f"{read.count:,} or more when encoded, or other texts); fix: index a corpus that no "
-            "other process writes to"
-        )
-    _write_ids(partial / "ids.jsonl", partial / "index" / "ids.json")
-    finish_index(partial / "index", out, info, options, write_extra)
-    shutil.rmtree(partial, ignore_errors=True)
+    with build_lock(out):  # from before the folder is read: a second build is refused
+        progress = start(partial, settings, options.resume)
+        read = _encode_rest(partial, corpus, encode, progress, options.show_progress_bar)
+        if read != scan:
+            clear_folder(partial)  # rows of two different corpora: useless
+            raise ValueError(
+                f"the corpus changed while it was indexed ({scan.count:,} documents when scanned, "
+                f"{read.count:,} or more when encoded, or other texts); fix: index a corpus that "
+                "no other process writes to"
+            )
+        _write_ids(partial / "ids.jsonl", partial / "index" / "ids.json")
+        finish_index(partial / "index", out, info, options, write_extra)
+        clear_folder(partial)  # the lock goes last, with the folder
 
 
 def resolve_model(
@@ -252,6 +274,7 @@ def check_build(model: SentenceTransformer, out: Path, options: BuildOptions) ->
     if options.hnsw is not None:
         import_faiss()
     check_out(out, options.overwrite)
+    check_idle(out)  # another process is building ``out``
     check_shortlist_dim(options.shortlist_dim, embedding_dim(model))
 
 

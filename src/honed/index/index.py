@@ -39,6 +39,7 @@ from honed.index.ann import ANN_FILE, AnnKind, build_hnsw, import_faiss, read_hn
 from honed.index.build import check_build, encode_into, resolve_model
 from honed.index.checks import check_ids, check_shortlist_dim, positive
 from honed.index.hybrid import bm25_for, bm25_writer
+from honed.index.integrity import verify_folder
 from honed.index.options import DEFAULT_SHORTLIST_DIM, BuildOptions
 from honed.index.quantize import Quantization, int8_scales, quantize
 from honed.index.search import IndexSearch
@@ -258,18 +259,25 @@ class Index(IndexSearch):
         return cls(info, ids, full, codes, scales, ann=graph, bm25=retriever)
 
     @classmethod
-    def load(cls, path: str | Path, model: SentenceTransformer | None = None) -> Index:
+    def load(
+        cls, path: str | Path, model: SentenceTransformer | None = None, verify: bool = True
+    ) -> Index:
         """Open the index folder ``path``, memory-mapping its arrays.
 
         Args:
             path: a folder written by :meth:`build` or :meth:`from_embeddings`.
             model: when given, refuse the index unless this model built it (same fingerprint):
                 queries embedded by another model are not comparable with its vectors.
+            verify: check every file against the sha256 recorded at build time, the vectors for
+                NaN/inf and the ids for duplicates (one read of each file; see
+                :mod:`honed.index.integrity`). An index built before checksums were recorded
+                loads with a warning.
 
         Raises:
             FileNotFoundError: no folder, or a file of the index is missing.
-            ValueError: a file is unreadable, truncated or of the wrong shape, or ``model`` is
-                not the model that built the index; each message names the file and the fix.
+            ValueError: a file is unreadable, truncated, of the wrong shape or changed since the
+                build, a vector is NaN/inf, an id appears twice, or ``model`` is not the model
+                that built the index; each message names the file and the fix.
             ImportError: the index has an HNSW graph and faiss is not installed.
         """
         folder = Path(path)
@@ -284,8 +292,10 @@ class Index(IndexSearch):
                     f", or {rebuild_hint(folder, info).removeprefix('fix: ')} with the new model"
                 )
         ids, full, short, scales = open_arrays(folder, info)
-        graph = None
+        graph, hint = None, rebuild_hint(folder, info)
         if info.ann is AnnKind.HNSW:
-            hint = rebuild_hint(folder, info)
             graph = read_hnsw(folder / ANN_FILE, info.count, info.shortlist_dim, hint)
+        if verify:
+            arrays = {"full.npy": full, "short.npy": short, "short_scale.npy": scales}
+            verify_folder(folder, ids, arrays, hint)
         return cls(info, ids, full, short, scales, folder, graph)

@@ -13,23 +13,27 @@ A build (:mod:`honed.index.build`) keeps::
 in the other three files, so it never names rows they do not hold. To resume, the two jsonl
 files are cut back to the recorded sizes; a resume is refused when a setting that shaped the
 rows already written differs (:data:`SETTING_NAMES`).
+
+A build holds ``OUT.partial`` with :func:`build_lock` from before it reads the folder until it
+is done, so a second build or ``--resume`` of the same ``OUT`` is refused with the holder's pid
+(never told to pass ``--resume`` while the first one runs).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from honed.files import atomic_open
+from honed.files import atomic_open, check_unlocked, clear_folder, folder_lock, is_leftover
 
-__all__ = ["PROGRESS", "SETTING_NAMES", "Progress", "partial_path", "partial_rows", "start",
-           "write_progress"]  # fmt: skip
+__all__ = ["PROGRESS", "SETTING_NAMES", "Progress", "build_lock", "check_idle", "partial_path",
+           "partial_rows", "start", "write_progress"]  # fmt: skip
 
 PROGRESS = "progress.json"
 
@@ -60,6 +64,20 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+def _what(out: str | Path) -> str:
+    return f"the index build of {out}"
+
+
+def build_lock(out: str | Path) -> AbstractContextManager[Path]:
+    """Hold ``OUT.partial`` while a build of ``out`` works in it (removed when left empty)."""
+    return folder_lock(partial_path(out), _what(out), remove_empty=True)
+
+
+def check_idle(out: str | Path) -> None:
+    """FolderLockedError now, before a model loads, when another process builds ``out``."""
+    check_unlocked(partial_path(out), _what(out))
+
+
 def _read_progress(partial: Path) -> Progress | None:
     try:
         values = json.loads((partial / PROGRESS).read_text(encoding="utf-8"))
@@ -74,7 +92,12 @@ def _read_progress(partial: Path) -> Progress | None:
 
 
 def partial_rows(out: str | Path) -> tuple[int, int] | None:
-    """``(rows encoded, documents)`` of an interrupted build of ``out``, or None when none is there."""
+    """``(rows encoded, documents)`` of an interrupted build of ``out``, or None when none is there.
+
+    Raises:
+        FolderLockedError: the build is not interrupted: another process is running it.
+    """
+    check_idle(out)
     progress = _read_progress(partial_path(out))
     if progress is None or not (partial_path(out) / "index").is_dir():
         return None
@@ -113,15 +136,16 @@ def start(partial: Path, settings: dict[str, Any], resume: bool) -> Progress:
         ValueError: ``partial`` was started with other ``settings``, or is damaged.
     """
     progress = _read_progress(partial) if partial.exists() else None
-    if partial.exists() and progress is None:
+    found = {p.name for p in partial.iterdir() if not is_leftover(p.name)} if partial.exists() else set()
+    if progress is None and found - {"index", "ids.jsonl"}:
         raise FileExistsError(
             f"{partial}: exists but has no readable {PROGRESS}, so it is not an interrupted honed "
             f"build; fix: delete or move {partial}"
         )
     if progress is not None and not (partial / "index").is_dir():
-        shutil.rmtree(partial)  # a build killed after its rename into place: bookkeeping only
-        progress = None
-    if progress is None:
+        progress = None  # a build killed after its rename into place: bookkeeping only
+    if progress is None:  # new, or killed before its first progress.json: nothing to keep
+        clear_folder(partial)  # but the lock
         return _create(partial, settings)
     done = f"{progress.rows:,} of {progress.settings.get('count', 0):,} documents encoded"
     if not resume:

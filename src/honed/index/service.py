@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from honed.encoding.disk_cache import default_cache_dir
-from honed.encoding.encoder import EmbeddingCache, encode_texts, load_model
+from honed.encoding.encoder import EmbeddingCache, encode_texts, load_model, resolve_model_name
 from honed.index.index import Index
 from honed.index.search import DEFAULT_SHORTLIST
 from honed.index.store import read_info
@@ -182,7 +182,13 @@ class SearchService:
         name = config.model or info.model_name
         if not name:
             raise ValueError(f"{folder}/index.json records no model; fix: pass --model MODEL")
-        model = load_model(name, config.device)
+        resolved = resolve_model_name(name)
+        if not config.model and not Path(resolved).exists():
+            raise ValueError(
+                f"{folder}/index.json records the model {name!r}, which is not a folder here; "
+                "fix: pass --model MODEL (the model that built the index)"
+            )
+        model = load_model(resolved, config.device)
         index = Index.load(folder, model)  # refuses a model that did not build the index
         texts = (
             TextStore(folder / "texts.jsonl", info.count)
@@ -196,7 +202,7 @@ class SearchService:
                     f"{folder}/texts.jsonl: missing, and --compare must encode the documents "
                     "with the base model; fix: rebuild the index with honed index (it keeps texts)"
                 )
-            base_model = load_model(config.compare, config.device)
+            base_model = load_model(resolve_model_name(config.compare), config.device)
             cache = EmbeddingCache(directory=default_cache_dir())  # a restart reads them back
             base = BaseSide(config.compare, base_model, cache.encode(base_model, texts.all()))
         return cls(index, model, config, texts, base)

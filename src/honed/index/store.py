@@ -34,7 +34,9 @@ from honed import __version__
 from honed.encoding.dims import truncate
 from honed.files import refuse_existing
 from honed.index.ann import ANN_FILE, AnnKind, build_hnsw, write_hnsw
+from honed.index.integrity import record_checksums
 from honed.index.options import BuildOptions
+from honed.index.partial import build_lock
 from honed.index.quantize import Quantization, as_quantization, int8_scales, quantize
 from honed.retrieval.fusion import FusionConfig
 
@@ -197,25 +199,28 @@ def write_index(
     check_out(out, options.overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        full = np.lib.format.open_memmap(tmp / "full.npy", "w+", np.float32, (info.count, info.dim))
-        written = 0
-        for batch in batches:  # (b, dim) each, streamed so memory stays one batch
-            full[written : written + len(batch)] = truncate(batch, info.dim)  # renormalised
-            written += len(batch)
-        if written != info.count:
-            raise ValueError(f"the embeddings have {written} rows but ids has {info.count}")
-        full.flush()
-        del full
-        (tmp / "ids.json").write_text(json.dumps(list(ids)), encoding="utf-8")
-        if texts is not None:
-            with (tmp / "texts.jsonl").open("w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(text, ensure_ascii=False) + "\n" for text in texts)
-        finish_index(tmp, out, info, options, write_extra)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with build_lock(out):  # the same lock as a streaming build of ``out``
+        tmp.mkdir()
+        try:
+            full = np.lib.format.open_memmap(
+                tmp / "full.npy", "w+", np.float32, (info.count, info.dim)
+            )
+            written = 0
+            for batch in batches:  # (b, dim) each, streamed so memory stays one batch
+                full[written : written + len(batch)] = truncate(batch, info.dim)  # renormalised
+                written += len(batch)
+            if written != info.count:
+                raise ValueError(f"the embeddings have {written} rows but ids has {info.count}")
+            full.flush()
+            del full
+            (tmp / "ids.json").write_text(json.dumps(list(ids)), encoding="utf-8")
+            if texts is not None:
+                with (tmp / "texts.jsonl").open("w", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in texts)
+            finish_index(tmp, out, info, options, write_extra)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def finish_index(
@@ -243,9 +248,8 @@ def finish_index(
     del full
     if write_extra is not None:
         write_extra(folder)
-    (folder / "index.json").write_text(
-        json.dumps(info.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
+    record = {**info.to_dict(), "sha256": record_checksums(folder)}  # verified at every load
+    (folder / "index.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     check_out(out, options.overwrite)  # again: the folder may have appeared during a long build
     old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     if out.exists():

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honed.data.beir import load_beir
 from honed.data.pairs import load_pairs
-from honed.encoding.dims import matryoshka_dims
+from honed.data.splits import require_positives
+from honed.encoding.dims import resolve_dims
 from honed.encoding.distributed import (
     barrier,
     is_main_process,
@@ -42,7 +44,7 @@ from honed.evaluation.runs import (
     read_trec_run,
 )
 from honed.evaluation.significance import compare
-from honed.files import refuse_existing
+from honed.files import LOCK_FILE, folder_lock, refuse_existing
 from honed.mining.config import MiningConfig
 from honed.mining.hard_negatives import MiningReport
 from honed.mining.rows import MinedRow, read_mined
@@ -89,7 +91,7 @@ def evaluate_model(
     device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
     with process_group(device):
         st_model = load_model(resolve_model_name(model), device, trust_remote_code)
-        dims = tuple(dims or matryoshka_dims(embedding_dim(st_model)))
+        dims = resolve_dims(dims, embedding_dim(st_model))  # before any encoding
         cache = _launch_cache(precision, batch_size)
         doc_ids, doc_texts = beir.documents()
         doc_emb = _encode(cache, st_model, doc_texts, "corpus", show_progress_bar=True)
@@ -130,6 +132,13 @@ def _encode(
     return vectors
 
 
+def _hold(folder: Path, what: str, lock_name: str = LOCK_FILE) -> AbstractContextManager[Path]:
+    """``folder``'s lock, held by the process that writes (the first one under ``torchrun``)."""
+    if not is_main_process():
+        return nullcontext(folder)
+    return folder_lock(folder, what, fix="choose another --out", lock_name=lock_name)
+
+
 def _is_model_folder(path: Path) -> bool:
     return (path / "modules.json").is_file()
 
@@ -155,9 +164,10 @@ def mine(
     out = Path(out)
     refuse_existing(out, overwrite)
     beir = load_beir(data)
-    positives = beir.positives(split)
+    positives = require_positives(beir, split, "no positive pair to mine")  # before the model
     device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
-    with process_group(device):
+    # The folder, not the file: mining_report.json goes beside mined.jsonl (and a run folder).
+    with _hold(out.parent, f"honed mine --out {out}"), process_group(device):
         model = load_model(resolve_model_name(base_model), device, trust_remote_code)
         cache = _launch_cache(precision, batch_size)
         doc_ids, doc_texts = beir.documents()
@@ -205,6 +215,23 @@ def _rows_from_file(path: Path) -> tuple[MinedRow, ...]:
     )
 
 
+def _rotation_documents(path: Path, rows: Sequence[MinedRow], config: TrainConfig) -> list[str]:
+    """The texts the rotation is fitted to: no corpus here, so (a sample of) the rows' documents.
+
+    Checked before the model loads: a PCA of one document has no second direction.
+    """
+    docs = sorted({t for r in rows for t in (r.positive, *r.negatives)})
+    if len(docs) < 2:
+        raise ValueError(
+            f"{path}: too few documents for the rotation (rotate, on by default: expected at "
+            f"least 2 distinct positives and negatives to fit it, got {len(docs)}); fix: pass "
+            "--no-rotate, or add rows or negatives"
+        )
+    if len(docs) > ROTATION_SAMPLE:
+        docs = random.Random(config.seed).sample(docs, ROTATION_SAMPLE)
+    return docs
+
+
 def train(
     rows: str | Path,
     out: str | Path,
@@ -229,19 +256,31 @@ def train(
         out, overwrite, ours=_is_model_folder,
         what="a sentence-transformers model folder (no modules.json)",
     )
-    training_rows = _rows_from_file(Path(rows))
-    config = config or TrainConfig()
+    # OUT, OUT.tmp and OUT.checkpoints are named after OUT: its own lock file, beside it.
+    with _hold(out.parent, f"honed train --out {out}", f".{out.name}.honed.lock"):
+        return _train(Path(rows), out, base_model, config or TrainConfig(), device, trust_remote_code)
+
+
+def _train(
+    rows: Path,
+    out: Path,
+    base_model: str,
+    config: TrainConfig,
+    device: str,
+    trust_remote_code: bool,
+) -> TrainResult:
+    """:func:`train` once its output is checked and held."""
+    training_rows = _rows_from_file(rows)
+    docs = _rotation_documents(rows, training_rows, config) if config.rotate else []
     device = process_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
     model = load_model(resolve_model_name(base_model), device, trust_remote_code)
+    resolve_dims(config.dims, embedding_dim(model))  # right after loading, before any encoding
     guide = (
         load_model(resolve_model_name(base_model), device, trust_remote_code)
         if config.loss.value == "gist"
         else None
     )
-    if config.rotate:  # no corpus here: (a sample of) the rows' documents stand for it
-        docs = sorted({t for r in training_rows for t in (r.positive, *r.negatives)})
-        if len(docs) > ROTATION_SAMPLE:
-            docs = random.Random(config.seed).sample(docs, ROTATION_SAMPLE)
+    if config.rotate:
         rotate_to_corpus(model, encode_texts(model, docs))
     result = train_model(
         model,

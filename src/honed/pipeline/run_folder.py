@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from honed.data.beir import BeirData
-from honed.files import refuse_existing, sha256_file
+from honed.files import clear_folder, folder_lock, is_leftover, refuse_existing, sha256_file
 from honed.types import Qrels
 
-__all__ = ["data_summary", "environment", "prepare_run_dir"]
+__all__ = ["data_summary", "environment", "prepare_run_dir", "run_lock"]
 
 def _is_run_folder(path: Path) -> bool:
     config = path / "config.json"
@@ -24,19 +24,30 @@ def _is_run_folder(path: Path) -> bool:
 def prepare_run_dir(out: str | Path, overwrite: bool) -> Path:
     """Create the run folder; refuse to touch an existing one unless ``overwrite`` and it is honed's.
 
+    A folder that holds only a lock file and temporary files (a run killed before it wrote
+    ``config.json``) counts as empty. Replacing a run keeps the lock file, so the folder stays
+    held by the process that holds it (:func:`honed.files.folder_lock`).
+
     Raises:
         FileExistsError: the folder exists and is not empty (names the fix), or ``overwrite`` was
             given for a folder that is not a honed run folder (nothing is deleted then).
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (
+        not out.is_dir() or any(not is_leftover(p.name) for p in out.iterdir())
+    ):
         refuse_existing(
             out, overwrite, ours=_is_run_folder, what="a honed run folder (no honed config.json)",
             exists="run folder exists and is not empty",
         )
-        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    clear_folder(out)
     return out
+
+
+def run_lock(out: str | Path) -> AbstractContextManager[Path]:
+    """Hold the run folder ``out`` while a run writes it: a second run or resume is refused."""
+    return folder_lock(out, "honed run", fix="choose another --out")
 
 
 def _count(qrels: Qrels) -> dict[str, int]:

@@ -19,8 +19,9 @@ from typing import Any
 
 from honed import __version__
 from honed.data.beir import load_beir
-from honed.data.splits import positives_only, require_splits
-from honed.encoding.dims import matryoshka_dims
+from honed.data.plan import plan_run
+from honed.data.splits import positives_only
+from honed.encoding.dims import resolve_dims
 from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.encoder import (
     EmbeddingCache,
@@ -30,7 +31,7 @@ from honed.encoding.encoder import (
     resolve_model_name,
 )
 from honed.evaluation.runs import bm25_runs, dense_runs, encode_queries, metrics_of
-from honed.files import write_json
+from honed.files import check_unlocked, write_json
 from honed.pipeline.config import Notify, RunConfig
 from honed.pipeline.estimates import estimate_mining, estimate_training
 from honed.pipeline.explorer_data import write_explorer, write_mining_samples
@@ -39,7 +40,7 @@ from honed.pipeline.final import EvidenceInputs, evidence, hybrid_runs, plan_sec
 from honed.pipeline.resources import ResourceEstimate, check, peak_memory, reset_peak
 from honed.pipeline.results import RunResult
 from honed.pipeline.rounds import SecondRound, second_round
-from honed.pipeline.run_folder import data_summary, environment, prepare_run_dir
+from honed.pipeline.run_folder import data_summary, environment, prepare_run_dir, run_lock
 from honed.pipeline.stages import (
     check_inputs_unchanged,
     known_positives,
@@ -80,8 +81,10 @@ def resume_pipeline(run_dir: str | Path, notify: Notify | None = None) -> RunRes
     Raises:
         FileNotFoundError: ``run_dir`` has no ``config.json`` (not a honed run folder).
         ValueError: an input file changed since the run started (its sha256 differs).
+        FolderLockedError: another process is running or resuming ``run_dir``.
     """
     run_dir = Path(run_dir)
+    check_unlocked(run_dir, "honed run")  # a run still writing it: say so, not "not a run folder"
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(
@@ -111,15 +114,16 @@ class _Runner:
     # --- sequencing ---------------------------------------------------------------------------
 
     def execute(self) -> RunResult:
-        self._open_folder()
-        for stage in STAGES:
-            start = time.perf_counter()
-            getattr(self, f"stage_{stage}")()
-            self.timings[stage] = round(time.perf_counter() - start, 2)
-            self.completed.append(stage)
-            self._write_status()
-        result = replace(self.result, timings=self.timings)
-        write_json(self.out / "report.json", asdict(result))
+        with run_lock(self.config.out):  # held to the end: a second run or resume is refused
+            self._open_folder()
+            for stage in STAGES:
+                start = time.perf_counter()
+                getattr(self, f"stage_{stage}")()
+                self.timings[stage] = round(time.perf_counter() - start, 2)
+                self.completed.append(stage)
+                self._write_status()
+            result = replace(self.result, timings=self.timings)
+            write_json(self.out / "report.json", asdict(result))
         return result
 
     def _open_folder(self) -> None:
@@ -171,7 +175,8 @@ class _Runner:
     def stage_load(self) -> None:
         self.say(f"loading {self.config.data}")
         self.data = load_beir(self.config.data)
-        require_splits(self.data)
+        # The rules `honed check` applies, before any model is loaded: the same refusal, at once.
+        plan_run(self.data, self.config.split_rule, self.config.allow_leakage)
         if self.resume:
             check_inputs_unchanged(self.out / "data.json", self.data.path)
         self.doc_ids, self.doc_texts = self.data.documents()
@@ -181,7 +186,7 @@ class _Runner:
         self.say(f"baseline: encoding {len(self.doc_ids)} documents with {config.base_model}")
         self.model = load_model(self.base_path, self.device, config.trust_remote_code)
         self.base_fp = self.cache.fingerprint(self.model)
-        self.dims = config.training.dims or matryoshka_dims(embedding_dim(self.model))
+        self.dims = resolve_dims(config.training.dims, embedding_dim(self.model))  # before encoding
         self.base_docs = self.cache.encode(self.model, self.doc_texts, show_progress_bar=True)
         qids = sorted({q for split in data.splits for q in data.split(split)})
         self.q_base = encode_queries(self.cache, self.model, data, qids)

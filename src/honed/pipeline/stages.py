@@ -17,12 +17,13 @@ import numpy as np
 
 from honed.data.beir import BeirData
 from honed.data.leakage import shared_positives
+from honed.data.plan import leakage_queries
 from honed.data.splits import SplitRule, Splits, positives_only, split_data
 from honed.encoding.rotation import add_rotation, pca_rotation
 from honed.evaluation.evidence import check_leakage
 from honed.files import replace_folder, sha256_file, write_json
 from honed.mining.config import MiningConfig
-from honed.mining.hard_negatives import MiningResult, mine_hard_negatives
+from honed.mining.hard_negatives import MiningReport, MiningResult, mine_hard_negatives
 from honed.mining.rows import MinedRow, write_mined
 from honed.types import Qrels
 
@@ -73,11 +74,10 @@ def leakage_split(
     """Find training queries that duplicate test queries, drop them unless ``allow``, split.
 
     ``q_emb``: the base model's embedding of every query of every split (``qid -> (dim,)``).
+    The same filter as :func:`honed.data.plan.plan_run` (what ``honed check`` applies), plus the
+    near duplicates the embeddings find; the split rules refuse the result the same way.
     """
-    train_all = {q: data.queries[q] for q in data.split("train")}
-    if "dev" in data.splits:
-        train_all.update({q: data.queries[q] for q in data.split("dev")})
-    test_q = {q: data.queries[q] for q in data.split("test")}
+    train_all, test_q = leakage_queries(data)
     report = check_leakage(
         train_all,
         test_q,
@@ -123,11 +123,35 @@ def mine_pairs(
 
     ``q_emb`` maps each query id of ``positives`` to its embedding; ``doc_emb`` is
     ``(n_docs, dim)`` in ``doc_ids`` order.
+
+    Raises:
+        ValueError: no pair to mine, or no pair got a negative (the reason in the message): an
+            empty mined.jsonl would only fail later, in training.
     """
+    if not positives:
+        raise ValueError(
+            f"{data.path}: no (query, positive) pair to mine (expected a judgment with score >= 1); "
+            "fix: mark the relevant documents with score 1 or more"
+        )
     qids = sorted(positives)
-    queries = np.stack([q_emb[q] for q in qids]) if qids else np.empty((0, doc_emb.shape[1]))
-    return mine_hard_negatives(
+    queries = np.stack([q_emb[q] for q in qids])  # (n_queries, dim)
+    result = mine_hard_negatives(
         positives, data.queries, doc_ids, doc_texts, queries, doc_emb, config
+    )
+    if not result.rows:
+        raise ValueError(f"{data.path}: {_no_rows(result.report)}")
+    return result
+
+
+def _no_rows(report: MiningReport) -> str:
+    """Why no pair got a negative, from the counts of what each filter dropped."""
+    margin = report.config.get("margin")
+    return (
+        f"mining found no training row (expected a negative for at least one of the {report.pairs} "
+        f"(query, positive) pairs, got none: of {report.candidates_seen} candidates, "
+        f"{report.dropped_known_positive} were known positives, {report.dropped_duplicate_text} "
+        f"copies of one and {report.dropped_margin} above the margin {margin}); fix: add "
+        "documents that are not positives to the corpus, or loosen --margin (1.0 disables it)"
     )
 
 

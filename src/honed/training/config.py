@@ -64,7 +64,7 @@ class TrainConfig:
         object.__setattr__(self, "loss", LossName(self.loss))
         object.__setattr__(self, "precision", Precision(self.precision))
         if self.dims is not None:
-            object.__setattr__(self, "dims", tuple(sorted(set(self.dims), reverse=True)))
+            object.__setattr__(self, "dims", tuple(self.dims))
         # One check per group, in field order: the first bad field is the one reported.
         self._check_schedule()
         self._check_matryoshka_weights()
@@ -79,8 +79,27 @@ class TrainConfig:
             raise ValueError(f"learning_rate: expected a value in (0, 1), got {self.learning_rate}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio: expected a value in [0, 1), got {self.warmup_ratio}")
+        self._check_dims_and_length()
+
+    def _check_dims_and_length(self) -> None:
+        # Against the model's width right after it loads (honed.encoding.dims.resolve_dims).
         if self.dims is not None and (not self.dims or min(self.dims) < 1):
             raise ValueError(f"dims: expected positive integers, got {self.dims}")
+        if self.dims is not None and list(self.dims) != sorted(set(self.dims), reverse=True):
+            # Not sorted silently: matryoshka_weights pair with the dims in the order given.
+            raise ValueError(
+                f"dims: expected distinct integers, largest first (e.g. --dims 384,256,128,64), "
+                f"got {self.dims}; fix: list each dim once, from the largest down"
+            )
+        length = self.max_seq_length
+        if length is not None and (
+            isinstance(length, bool) or not isinstance(length, int) or length < 1
+        ):
+            raise ValueError(
+                f"max_seq_length: expected a positive integer (tokens per text) or None for the "
+                f"model's own, got {length!r}; fix: pass --max-seq-length 128 (or more), or "
+                "leave it out"
+            )
 
     def _check_matryoshka_weights(self) -> None:
         if self.matryoshka_weights is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from honed.index.postgres.tables import first_line, psycopg_module, redact
+from honed.index.postgres.redact import driver_text, redact
+from honed.index.postgres.tables import first_line, psycopg_module
 
 __all__ = ["CONNECT_TIMEOUT_S", "connect", "run_each"]
 
@@ -25,18 +26,18 @@ def connect(dsn: str) -> Any:
     where = redact(dsn)
     try:
         options = conninfo_to_dict(dsn)
-    except psycopg.Error as err:
+    except psycopg.Error as err:  # the driver's text can echo the address: scrubbed too
         raise ConnectionError(
-            f"could not parse the database address {where!r} ({first_line(err)}); fix: pass "
-            "--store postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            f"could not parse the database address {where!r} ({driver_text(err, dsn)}); "
+            "fix: pass --store postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
         ) from None
     extra = {} if "connect_timeout" in options else {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         return psycopg.connect(dsn, autocommit=True, **extra)
     except psycopg.Error as err:
         raise ConnectionError(
-            f"could not connect to {where}: {first_line(err)}; fix: start the PostgreSQL "
-            "server or check --store (host, port, database, user, password)"
+            f"could not connect to {where}: {driver_text(err, dsn)}; fix: start the "
+            "PostgreSQL server or check --store (host, port, database, user, password)"
         ) from None
 
 

@@ -25,7 +25,8 @@ from honed.encoding.dims import truncate
 from honed.index.checks import check_queries, check_shortlist, positive
 from honed.index.postgres.bm25 import bm25_tokenize
 from honed.index.postgres.connection import run_each
-from honed.index.postgres.tables import TableNames, redact, sql_text
+from honed.index.postgres.redact import redact
+from honed.index.postgres.tables import TableNames, sql_text
 from honed.index.search import DEFAULT_SHORTLIST, Hits
 from honed.index.store import IndexInfo
 from honed.retrieval.fusion import FusionConfig

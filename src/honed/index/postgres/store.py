@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 from honed.encoding.encoder import model_fingerprint
 from honed.index.index import Index
 from honed.index.postgres.connection import connect
+from honed.index.postgres.ownership import hold_upload_lock, refuse_existing
+from honed.index.postgres.redact import redact, scrubbed
 from honed.index.postgres.search import HNSW_MAX_EF_SEARCH, PgSearch
 from honed.index.postgres.tables import (
     DEFAULT_TABLE,
@@ -42,8 +44,6 @@ from honed.index.postgres.tables import (
     check_table,
     ensure_vector,
     read_meta,
-    redact,
-    refuse_existing,
     vector_adapter,
 )
 from honed.index.postgres.upload import UploadOptions, upload_tables
@@ -132,15 +132,16 @@ class PgIndex(PgSearch):
             FileNotFoundError: no honed index in ``table``.
         """
         names = TableNames(table)
-        conn = connect(dsn)
-        try:
-            meta = read_meta(conn, dsn, names)
-            index = cls(conn, dsn, table, meta)
-            if model is not None:
-                index.check_model(model)
-        except BaseException:
-            conn.close()
-            raise
+        with scrubbed(dsn):
+            conn = connect(dsn)
+            try:
+                meta = read_meta(conn, dsn, names)
+                index = cls(conn, dsn, table, meta)
+                if model is not None:
+                    index.check_model(model)
+            except BaseException:
+                conn.close()
+                raise
         return index
 
     def check_model(self, model: SentenceTransformer) -> None:
@@ -169,13 +170,15 @@ class PgIndex(PgSearch):
         ``create_extension``), and ``table`` is free or (with ``overwrite``) a honed index.
         """
         names = TableNames(table)
-        conn = connect(dsn)
-        try:
-            ensure_vector(conn, dsn, create_extension)
-            with conn.cursor() as cur:
-                refuse_existing(cur, names, dsn, overwrite)
-        finally:
-            conn.close()
+        with scrubbed(dsn):
+            conn = connect(dsn)
+            try:
+                ensure_vector(conn, dsn, create_extension)
+                with conn.transaction(), conn.cursor() as cur:  # rolled back: changes nothing
+                    hold_upload_lock(cur, names, dsn)
+                    refuse_existing(cur, names, dsn, overwrite)
+            finally:
+                conn.close()
 
     @classmethod
     def upload(
@@ -205,7 +208,9 @@ class PgIndex(PgSearch):
         Raises:
             ImportError: psycopg is not installed.
             ConnectionError: the server cannot be reached or the DSN is malformed.
-            FileExistsError: ``table`` exists and ``overwrite`` is False, or it is not honed's.
+            FileExistsError: ``table`` exists and ``overwrite`` is False, or a table the upload
+                would replace is not proved honed's by its marker (nothing is dropped), or
+                another upload to ``table`` is running (names its database backend pid).
             ValueError: no pgvector extension (and it cannot be created), a bad table name,
                 dims pgvector cannot index, or a BM25 index of another corpus.
             PermissionError: the user may not create tables there.
@@ -215,7 +220,8 @@ class PgIndex(PgSearch):
         index = (
             index_or_folder if isinstance(index_or_folder, Index) else Index.load(index_or_folder)
         )
-        conn, meta = upload_tables(index, dsn, bm25, fusion, options)
+        with scrubbed(dsn):
+            conn, meta = upload_tables(index, dsn, bm25, fusion, options)
         opened = cls(conn, dsn, options.table, meta)
         opened.upload_seconds = time.perf_counter() - started
         return opened

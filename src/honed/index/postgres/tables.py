@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from honed.encoding.dims import truncate
+from honed.index.postgres.redact import redact
 
 if TYPE_CHECKING:
     from honed.index.index import Index
@@ -38,7 +39,7 @@ __all__ = [
     "psycopg_module",
     "read_meta",
     "redact",
-    "refuse_existing",
+    "existing_tables",
     "sql_text",
     "swap_in",
     "vector_adapter",
@@ -67,14 +68,6 @@ def psycopg_module() -> Any:
             "the PostgreSQL backend needs the psycopg 3 driver; fix: pip install 'honed[pg]'"
         ) from None
     return psycopg
-
-
-def redact(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***`` (URL or ``key=value`` form)."""
-    if "://" in dsn:
-        dsn = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", dsn)
-        return re.sub(r"([?&]password=)[^&]*", r"\1***", dsn)
-    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
 
 
 def check_table(table: str) -> str:
@@ -238,21 +231,6 @@ def existing_tables(cur: Any, names: TableNames) -> set[str]:
         [list(names.raw.values())],
     )
     return {row[0] for row in cur.fetchall()}
-
-
-def refuse_existing(cur: Any, names: TableNames, dsn: str, overwrite: bool) -> None:
-    """FileExistsError unless ``names`` is free, or a honed index and ``overwrite``."""
-    existing, table = existing_tables(cur, names), names.base
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{redact(dsn)} table {table}: exists; fix: pass --overwrite to replace it, or "
-            "choose another --table"
-        )
-    if existing and names.raw["meta"] not in existing:
-        raise FileExistsError(
-            f"{redact(dsn)} table {table}: not a honed index (no {table}_meta), so --overwrite "
-            "will not drop it; fix: choose another --table"
-        )
 
 
 def read_meta(conn: Any, dsn: str, names: TableNames) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from honed.index.checks import positive
 from honed.index.index import Index
 from honed.index.postgres.bm25 import Bm25Source, folder_bm25, write_bm25
 from honed.index.postgres.connection import connect
+from honed.index.postgres.ownership import MARKER_KEY, hold_upload_lock, marker, refuse_existing
 from honed.index.postgres.tables import (
     DEFAULT_TABLE,
     HNSW_MAX_DIM,
@@ -27,7 +28,6 @@ from honed.index.postgres.tables import (
     first_line,
     psycopg_module,
     redact,
-    refuse_existing,
     sql_text,
     swap_in,
     write_docs,
@@ -107,16 +107,17 @@ def _write_tables(
     table, batch_size = options.table, options.batch_size
     names, stage = TableNames(table), TableNames(table, stage=True)
     with conn.transaction(), conn.cursor() as cur:
-        # Serialise uploads of one table; readers are not blocked until the swap.
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"honed:{table}"])
-        refuse_existing(cur, names, dsn, options.overwrite)
-        for key in SUFFIXES:
-            cur.execute(sql_text("DROP TABLE IF EXISTS {}").format(getattr(stage, key)))
+        # One upload of a table at a time; readers are not blocked until the swap.
+        hold_upload_lock(cur, names, dsn)
+        refuse_existing(cur, names, dsn, options.overwrite)  # honed's marker, in this transaction
         write_docs(cur, index, stage, batch_size, options.hnsw_m, options.hnsw_ef_construction)
+        written = [names.raw["docs"], names.raw["meta"]]
         if source is not None:  # a posting is 26 bytes, a document row kilobytes: 50x rows
             meta = {**meta, "bm25": write_bm25(cur, index, source, stage, batch_size * 50)}
+            written += [names.raw["bm25"], names.raw["vocab"]]
+        meta = {**meta, MARKER_KEY: marker(meta["index"], written)}
         write_meta(cur, stage, meta)
-        for key in SUFFIXES:
+        for key in SUFFIXES:  # each one proved honed's by refuse_existing
             cur.execute(sql_text("DROP TABLE IF EXISTS {}").format(getattr(names, key)))
         swap_in(cur, stage, names)
     return meta

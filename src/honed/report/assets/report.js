@@ -118,7 +118,8 @@
     }
     for (const v of spec.vlines || []) {
       svg.append(sv("line", { x1: x(v.x), x2: x(v.x), y1: M.t, y2: H - M.b, stroke: v.color || "#c92a2a", "stroke-dasharray": "3 3" }));
-      const t = sv("text", { x: x(v.x) + 4, y: M.t + 10, fill: v.color || "#c92a2a" });
+      const right = x(v.x) > (M.l + W - M.r) / 2;  // label on the side with room
+      const t = sv("text", { x: x(v.x) + (right ? -4 : 4), y: M.t + 10, "text-anchor": right ? "end" : "start" });
       t.textContent = v.label;
       t.style.fill = v.color || "#c92a2a";
       svg.append(t);
@@ -236,7 +237,7 @@
         const mark = grade === undefined ? "" : grade >= 1 ? `\u2713 relevant${grade > 1 ? " (" + grade + ")" : ""}` : "\u2717 judged not relevant";
         const elsewhere = otherRank.has(doc) ? `${other} rank ${otherRank.get(doc)}` : `not in ${other} top ${E.k}`;
         return el("li", { class: cls, "data-doc": doc }, el("span", { class: "rank" }, i + 1),
-          el("div", {}, el("span", { class: "mark " + (cls || "") }, mark), " ", el("span", { class: "title" }, info.title || doc),
+          el("div", {}, mark ? el("span", { class: "mark " + cls }, mark + " ") : null, el("span", { class: "title" }, info.title || doc),
             el("div", { class: "meta" }, `${doc} \u00B7 score ${f4(score)} \u00B7 ${elsewhere}`)),
           el("div", { class: "snippet" }, info.snippet + (info.snippet.length >= 240 ? "\u2026" : "")));
       });
@@ -248,10 +249,10 @@
       const shownDocs = new Set([...q.base, ...q.tuned].map(([d]) => d));
       const unseen = Object.entries(q.judged).filter(([d, g]) => g >= 1 && !shownDocs.has(d))
         .map(([d]) => `${d}${E.docs[d] && E.docs[d].title ? " (" + E.docs[d].title + ")" : ""}`);
-      detail.replaceChildren(el("h3", {}, `${qid}: ${q.text}`),
+      detail.replaceChildren(...[el("h3", {}, `${qid}: ${q.text}`),
         el("p", {}, `nDCG@10 base ${f3(q.base_ndcg)} \u2192 tuned ${f3(q.tuned_ndcg)} (${signed(q.tuned_ndcg - q.base_ndcg)}, a ${q.outcome}). First relevant document: base rank ${rankText(q.base_first)} \u2192 tuned rank ${rankText(q.tuned_first)}.`),
         el("div", { class: "sides" }, side("base", "Base model", q, "tuned"), side("tuned", "Tuned model", q, "base")),
-        unseen.length ? el("p", { class: "caption" }, `Relevant but in neither top ${E.k}: ${unseen.join("; ")}.`) : null);
+        unseen.length ? el("p", { class: "caption" }, `Relevant but in neither top ${E.k}: ${unseen.join("; ")}.`) : null].filter(Boolean));
       body.querySelectorAll("tr").forEach((tr) => tr.classList.toggle("sel", tr.dataset.qid === qid));
       detail.scrollIntoView({ block: "nearest" });
     }
