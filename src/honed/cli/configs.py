@@ -101,6 +101,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         cache_dir=None if args.no_cache else args.cache_dir,
         corpus_pairs=args.corpus_pairs,
         qgen=qgen_config(args),
+        encode_batch_size=args.encode_batch_size,
     )
 
 

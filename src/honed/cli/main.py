@@ -17,6 +17,7 @@ from honed.cli.parser import build_parser
 from honed.cli.run import cmd_run
 from honed.cli.serve import cmd_serve
 from honed.cli.training import cmd_mine, cmd_report, cmd_train
+from honed.encoding.distributed import rank, reported_by_main, world_size
 from honed.index.postgres.redact import scrub
 from honed.pipeline.resources import (
     ResourceError,  # no torch at import: `honed --help` stays instant
@@ -57,16 +58,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = ""
         if args.command == "run" and (args.out or args.resume):
-            hint = f"; continue with: honed run --resume {args.resume or args.out}"
-        print(f"interrupted{hint}", file=sys.stderr)
+            launch = f"torchrun --nproc_per_node {world_size()} -m honed.cli" if world_size() > 1 else "honed"
+            hint = f"; continue with: {launch} run --resume {args.resume or args.out}"
+        if rank() == 0:
+            print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except USER_ERRORS as err:
         if args.debug:
             raise
+        if reported_by_main(err):  # under torchrun: the first process printed it
+            return 1
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         # The library masks passwords already; this is the last line of defence for --store.
-        print(f"error: {scrub(message, getattr(args, 'store', None))}", file=sys.stderr)
+        print(f"error{_which_process()}: {scrub(message, getattr(args, 'store', None))}", file=sys.stderr)
         return 1
+
+
+def _which_process() -> str:
+    """`` (process 2 of 4)`` for an error of a process other than the first of a launch."""
+    return f" (process {rank()} of {world_size()})" if rank() > 0 else ""
 
 
 if __name__ == "__main__":  # pragma: no cover

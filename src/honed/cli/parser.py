@@ -89,6 +89,7 @@ def _add_run(sub: Any) -> None:
     )
     _add_qgen_args(p)
     add_model_args(p)
+    _add_encode_batch_size(p)
     _add_mining_args(p)
     _add_training_args(p)
 

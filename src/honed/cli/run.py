@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from honed.cli.configs import run_config
+from honed.encoding.distributed import is_main_process
 from honed.evaluation.deployment import verdict_headline
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_run(args: argparse.Namespace, result: RunResult) -> int:
+    if not is_main_process():  # under torchrun: the first process prints the summary
+        return 0
     print()
     for sentence in result.verdict["sentences"]:
         print(sentence)

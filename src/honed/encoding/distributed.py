@@ -5,9 +5,9 @@ GPU). honed only has to (1) gather in-batch negatives across processes, (2) keep
 its own GPU, (3) let one process write files, (4) offer a way to check that the processes
 really saw different rows, and (5) split a large encoding across the processes of a launch
 (:func:`deal_batches`, :func:`union_of_missing`, :func:`gather_rows`, used by
-:class:`honed.encoding.encoder.EmbeddingCache`). ``honed mine`` and ``honed evaluate`` start a process group
-of their own (:func:`process_group`), encode split, and let the first process do the rest
-(:func:`on_main_process`). The launcher's environment variables (``WORLD_SIZE``, ``RANK``,
+:class:`honed.encoding.encoder.EmbeddingCache`). ``honed run``, ``honed mine`` and ``honed evaluate``
+start a process group of their own (:func:`process_group`), encode split, and let the first
+process write, search and decide (:func:`on_main_process`, :func:`agree`). The launcher's environment variables (``WORLD_SIZE``, ``RANK``,
 ``LOCAL_RANK``) are read as well as ``torch.distributed``, because the loss is built before the
 trainer initialises the process group.
 """
@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "BatchLog",
+    "agree",
     "barrier",
     "deal_batches",
     "encode_shared",
@@ -38,6 +39,7 @@ __all__ = [
     "process_device",
     "process_group",
     "rank",
+    "reported_by_main",
     "union_of_missing",
     "world_size",
 ]
@@ -179,8 +181,32 @@ def on_main_process(work: Callable[[], T]) -> T:
     if failure is not None:
         raise failure
     if not done:
+        # The first process prints this error; the others exit with it quietly (one message).
+        with contextlib.suppress(AttributeError, TypeError):
+            value.honed_reported_by_main = True
         raise value
     return value
+
+
+def agree(value: T) -> T:
+    """The first process's ``value``, in every process: how a launch takes one decision.
+
+    Each process may compute a decision (best epoch, second round kept, ...) from what it holds;
+    float noise between devices must not let two processes go different ways, so the first
+    process decides and the others follow. Not distributed: ``value`` itself.
+
+    >>> agree("kept")
+    'kept'
+    """
+    return on_main_process(lambda: value)
+
+
+def reported_by_main(err: BaseException) -> bool:
+    """True for an error the first process raised and handed on (:func:`on_main_process`).
+
+    The first process prints it; a command line in another process exits without repeating it.
+    """
+    return bool(getattr(err, "honed_reported_by_main", False))
 
 
 def _picklable(value: object) -> bool:

@@ -9,12 +9,13 @@ from typing import Any
 
 from honed.data.splits import DEFAULT_DEV_FRACTION, DEFAULT_MIN_DEV_QUERIES, DEFAULT_SEED, SplitRule
 from honed.encoding.disk_cache import resolve_cache_dir
+from honed.encoding.distributed import world_size
 from honed.encoding.encoder import Precision
 from honed.mining.config import MiningConfig
 from honed.mining.qgen import QueryGenConfig
 from honed.training.config import TrainConfig
 
-__all__ = ["Notify", "RunConfig"]
+__all__ = ["Notify", "RunConfig", "refuse_unsplit_options"]
 
 Notify = Callable[[str], None]
 
@@ -104,3 +105,20 @@ class RunConfig:
         return plain(asdict(self))
 
 
+def refuse_unsplit_options(config: RunConfig) -> None:
+    """Refuse, under ``torchrun``, the opt-in stages that run in one process only.
+
+    Raises:
+        ValueError: ``--corpus-pairs`` or ``--qgen`` in a launch of several processes.
+    """
+    options = [
+        name
+        for name, used in (("--corpus-pairs", config.corpus_pairs > 0), ("--qgen", config.qgen))
+        if used
+    ]
+    if options and world_size() > 1:
+        raise ValueError(
+            f"honed run under torchrun: expected none of {', '.join(options)} (they run in one "
+            f"process only), got them in a launch of {world_size()}; fix: leave them out, or run "
+            "without torchrun"
+        )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from honed.data.splits import positives_only
+from honed.encoding.distributed import agree, on_main_process
 from honed.encoding.encoder import model_fingerprint
 from honed.mining.config import MiningConfig
 from honed.pipeline.stages import mine_pairs, write_mining
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from honed.data.beir import BeirData
     from honed.encoding.encoder import EmbeddingCache
+    from honed.mining.hard_negatives import MiningResult
     from honed.types import Qrels
 
 __all__ = ["SecondRound", "second_round"]
@@ -76,11 +78,16 @@ def second_round(
             ),
         )
     )
-    mined = mine_pairs(
-        positives, inputs.data, inputs.doc_ids, inputs.doc_texts, q_emb, docs, inputs.mining
-    )
     out = inputs.out
-    write_mining(mined, out / "mined_round2.jsonl", out / "mining_round2_report.json")
+
+    def mine_and_write() -> MiningResult:  # the first process; every process gets the rows
+        mined = mine_pairs(
+            positives, inputs.data, inputs.doc_ids, inputs.doc_texts, q_emb, docs, inputs.mining
+        )
+        write_mining(mined, out / "mined_round2.jsonl", out / "mining_round2_report.json")
+        return mined
+
+    mined = on_main_process(mine_and_write)
     config = replace(
         training, epochs=training.remine_epochs, learning_rate=training.remine_learning_rate
     )
@@ -92,7 +99,7 @@ def second_round(
         evaluator,
         positives=inputs.positives,
     )
-    better = second.best_dev_ndcg10 > first.best_dev_ndcg10
+    better = agree(second.best_dev_ndcg10 > first.best_dev_ndcg10)  # one decision for all
     if not better:
         model.load_state_dict(kept)
     say(

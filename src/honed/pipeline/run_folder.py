@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -10,10 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from honed.data.beir import BeirData
-from honed.files import clear_folder, folder_lock, is_leftover, refuse_existing, sha256_file
+from honed.files import (
+    check_unlocked,
+    clear_folder,
+    folder_lock,
+    is_leftover,
+    refuse_existing,
+    sha256_file,
+)
+from honed.pipeline.config import RunConfig
 from honed.types import Qrels
 
-__all__ = ["data_summary", "environment", "prepare_run_dir", "run_lock"]
+__all__ = ["data_summary", "environment", "prepare_run_dir", "read_run_config", "run_lock"]
 
 def _is_run_folder(path: Path) -> bool:
     config = path / "config.json"
@@ -101,3 +110,16 @@ def environment() -> dict[str, str]:
         "cpu_count": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
     }
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The config a run folder was started with (``config.json``), to resume it."""
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        check_unlocked(run_dir, "honed run")  # a run still writing it: say so, not "not a run folder"
+        raise FileNotFoundError(
+            f"{config_path}: no such file, so {run_dir} is not a honed run folder; "
+            "fix: pass the --out folder of an earlier `honed run`"
+        )
+    values = json.loads(config_path.read_text(encoding="utf-8"))
+    return RunConfig.from_dict({**values, "out": str(run_dir), "overwrite": False})

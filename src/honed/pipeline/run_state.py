@@ -1,0 +1,145 @@
+"""What the stages of one ``honed run`` share: the run folder, status.json, estimates, processes.
+
+:class:`honed.pipeline.runner._Runner` adds the stages; this class sequences them (``execute``),
+records each stage in ``status.json`` so that ``--resume`` knows where to go on, prints and
+records the resource estimates, and under ``torchrun`` lets the first process alone write and
+decide (:meth:`RunState._main`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from honed import __version__
+from honed.encoding.disk_cache import resolve_cache_dir
+from honed.encoding.distributed import is_main_process, log_encode, on_main_process, world_size
+from honed.encoding.encoder import EmbeddingCache, resolve_device, resolve_model_name
+from honed.files import write_json
+from honed.pipeline.config import Notify, RunConfig, refuse_unsplit_options
+from honed.pipeline.resources import ResourceEstimate, check, peak_memory, reset_peak
+from honed.pipeline.results import RunResult
+from honed.pipeline.run_folder import prepare_run_dir, run_lock
+
+__all__ = ["STAGES", "RunState"]
+
+STAGES = ("load", "baseline", "mine", "train", "save", "evaluate", "report")
+T = TypeVar("T")
+
+
+class RunState:
+    """One execution of ``honed run``: the stages' shared state, status.json and estimates.
+
+    Under ``torchrun`` every process runs this same sequence: each encodes its share of every
+    corpus and query encoding (the cache splits each call), training is DDP, and the first
+    process alone writes files, prints, searches, mines and scores (:meth:`_main`); what the
+    others need of that (the splits, the mined rows, the decisions) reaches them by broadcast,
+    so every process takes the same decisions.
+    """
+
+    def __init__(
+        self, config: RunConfig, say: Notify, device: str, resume: bool = False
+    ) -> None:
+        self.config, self.resume, self.device = config, resume, device
+        self.main = is_main_process()
+        self.say: Notify = say if self.main else (lambda message: None)
+        self.timings: dict[str, float] = {}
+        self.completed: list[str] = []
+        self.cache = EmbeddingCache(
+            batch_size=config.encode_batch_size,
+            precision=config.precision,
+            directory=resolve_cache_dir(config.cache_dir),  # base model encodings, across runs
+            # Every process makes the same encode calls, so under torchrun each one is split,
+            # however small; in one process this changes nothing.
+            split_min_texts=1,
+        )
+        self.runs: dict[str, Any] = {}  # searches and scores: the first process's alone
+        self.estimates: dict[str, dict[str, Any]] = {}  # stage -> estimate, then the actual
+        self._watch: tuple[bool, float] = (False, 0.0)  # (peak window opened, start)
+
+    # --- sequencing ---------------------------------------------------------------------------
+
+    def execute(self) -> RunResult:
+        # Held to the end by the process that writes: a second run or resume is refused.
+        with run_lock(self.config.out) if self.main else nullcontext():
+            self._open_folder()
+            for stage in STAGES:
+                start = time.perf_counter()
+                getattr(self, f"stage_{stage}")()
+                self.timings[stage] = round(time.perf_counter() - start, 2)
+                self.completed.append(stage)
+                self._write_status()
+            result = replace(self.result, timings=self.timings)
+            self._main(lambda: write_json(self.out / "report.json", asdict(result)))
+        return result
+
+    @contextmanager
+    def _logged(self, label: str) -> Iterator[None]:
+        """What this process encoded in the block, to ``$HONED_LOG_ENCODE`` when it is set."""
+        before = asdict(self.cache.stats)
+        yield
+        log_encode(label, {k: v - before[k] for k, v in asdict(self.cache.stats).items()})
+
+    def _main(self, work: Callable[[], T]) -> T:
+        """``work`` (writing, searching, scoring) done by the first process; its result for all.
+
+        A no-op wrapper in one process. ``work`` may set attributes: those exist in the first
+        process only, so only other ``_main`` work may read them.
+        """
+        return on_main_process(work)
+
+    def _open_folder(self) -> None:
+        refuse_unsplit_options(self.config)
+        self.out = Path(self.config.out)
+        if self.resume:
+            status = self.out / "status.json"
+            self.previous = self._main(
+                lambda: json.loads(status.read_text(encoding="utf-8")) if status.is_file() else {}
+            )
+            done = ", ".join(self.previous.get("completed", [])) or "nothing"
+            self.say(f"resuming {self.out} (completed before: {done})")
+        else:
+            self._main(lambda: prepare_run_dir(self.config.out, self.config.overwrite))
+            self.previous = {}
+        if world_size() > 1:
+            self.say(
+                f"{world_size()} processes: each encodes its share, training is DDP "
+                f"({self.config.training.batch_size} rows per process, "
+                f"{self.config.training.batch_size * world_size()} per step); the first one writes"
+            )
+        self.base_path = resolve_model_name(self.config.base_model)
+        self.resolved = {
+            **self.config.to_dict(),
+            "honed_version": __version__,
+            "device": resolve_device(self.config.device),  # not cuda:RANK: a resume re-pins it
+            "base_model_path": self.base_path,
+            "embedding_cache_dir": str(self.cache.directory) if self.cache.directory else None,
+        }
+        if not self.resume:
+            self._main(lambda: write_json(self.out / "config.json", self.resolved))
+
+    def _write_status(self) -> None:
+        if self.main:  # no broadcast: a failed write ends this process, and torchrun the rest
+            write_json(
+                self.out / "status.json",
+                {"completed": self.completed, "timings": self.timings, "estimates": self.estimates},
+            )
+
+    def _guard(self, estimate: ResourceEstimate) -> None:
+        """Print and record the estimate, refuse what cannot fit, and open the peak window."""
+        self.say(estimate.sentence())
+        self.estimates[estimate.stage] = estimate.to_dict()
+        self._write_status()  # recorded before the work: a killed stage still leaves it
+        check(estimate)
+        self._watch = (reset_peak(estimate.device), time.perf_counter())
+
+    def _record_actual(self, stage: str) -> None:
+        """Add the stage's measured time and peak memory next to its estimate."""
+        entry, (window, start) = self.estimates[stage], self._watch
+        entry["actual_seconds"] = round(time.perf_counter() - start, 2)
+        entry["actual_peak_bytes"] = peak_memory(entry["device"]) if window else None
