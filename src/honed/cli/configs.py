@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from honed.mining.config import MiningConfig
 from honed.mining.qgen import QueryGenConfig
+from honed.pipeline.budget import parse_duration
 from honed.pipeline.config import RunConfig
 from honed.training.config import TrainConfig
 
@@ -101,6 +102,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         cache_dir=None if args.no_cache else args.cache_dir,
         corpus_pairs=args.corpus_pairs,
         qgen=qgen_config(args),
+        time_budget=parse_duration(args.time_budget) if args.time_budget is not None else None,
     )
 
 

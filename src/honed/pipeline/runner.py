@@ -32,6 +32,7 @@ from honed.encoding.encoder import (
 )
 from honed.evaluation.runs import bm25_runs, dense_runs, encode_queries, metrics_of
 from honed.files import check_unlocked, write_json
+from honed.pipeline.budget import sample_train_queries
 from honed.pipeline.config import Notify, RunConfig
 from honed.pipeline.estimates import estimate_mining, estimate_training
 from honed.pipeline.explorer_data import write_explorer, write_mining_samples
@@ -40,6 +41,7 @@ from honed.pipeline.final import EvidenceInputs, evidence, hybrid_runs, plan_sec
 from honed.pipeline.resources import ResourceEstimate, check, peak_memory, reset_peak
 from honed.pipeline.results import RunResult
 from honed.pipeline.rounds import SecondRound, second_round
+from honed.pipeline.run_estimates import RunEstimates
 from honed.pipeline.run_folder import data_summary, environment, prepare_run_dir, run_lock
 from honed.pipeline.stages import (
     check_inputs_unchanged,
@@ -108,7 +110,9 @@ class _Runner:
             precision=config.precision,
             directory=resolve_cache_dir(config.cache_dir),  # base model encodings, across runs
         )
-        self.estimates: dict[str, dict[str, Any]] = {}  # stage -> estimate, then the actual
+        self.resources: dict[str, dict[str, Any]] = {}  # stage -> memory estimate, then actual
+        self.costs: RunEstimates | None = None  # time per stage: estimate, corrected, actual
+        self.budget: dict[str, Any] | None = None  # the --time-budget plan
         self._watch: tuple[bool, float] = (False, 0.0)  # (peak window opened, start)
 
     # --- sequencing ---------------------------------------------------------------------------
@@ -120,6 +124,8 @@ class _Runner:
                 start = time.perf_counter()
                 getattr(self, f"stage_{stage}")()
                 self.timings[stage] = round(time.perf_counter() - start, 2)
+                if self.costs is not None:
+                    self.costs.actual(stage, self.timings[stage])
                 self.completed.append(stage)
                 self._write_status()
             result = replace(self.result, timings=self.timings)
@@ -153,20 +159,32 @@ class _Runner:
     def _write_status(self) -> None:
         write_json(
             self.out / "status.json",
-            {"completed": self.completed, "timings": self.timings, "estimates": self.estimates},
+            {
+                "completed": self.completed,
+                "timings": self.timings,
+                "estimates": self.costs.records if self.costs is not None else {},
+                "resources": self.resources,
+                "budget": self.budget,
+            },
         )
 
     def _guard(self, estimate: ResourceEstimate) -> None:
-        """Print and record the estimate, refuse what cannot fit, and open the peak window."""
+        """Print and record the estimate, refuse what cannot fit, and open the peak window.
+
+        The time printed is the cost model's (:mod:`.run_estimates`), made before the baseline.
+        """
+        record = self.costs.records.get(estimate.stage) if self.costs is not None else None
+        if record is not None:
+            estimate = replace(estimate, seconds=record["estimate_seconds"] or 0.0)
         self.say(estimate.sentence())
-        self.estimates[estimate.stage] = estimate.to_dict()
+        self.resources[estimate.stage] = estimate.to_dict()
         self._write_status()  # recorded before the work: a killed stage still leaves it
         check(estimate)
         self._watch = (reset_peak(estimate.device), time.perf_counter())
 
     def _record_actual(self, stage: str) -> None:
         """Add the stage's measured time and peak memory next to its estimate."""
-        entry, (window, start) = self.estimates[stage], self._watch
+        entry, (window, start) = self.resources[stage], self._watch
         entry["actual_seconds"] = round(time.perf_counter() - start, 2)
         entry["actual_peak_bytes"] = peak_memory(entry["device"]) if window else None
 
@@ -181,17 +199,42 @@ class _Runner:
             check_inputs_unchanged(self.out / "data.json", self.data.path)
         self.doc_ids, self.doc_texts = self.data.documents()
 
+    def _estimate(self) -> None:
+        """Before the first expensive step: estimate every stage, plan a --time-budget, warn."""
+        self.costs = RunEstimates.measure(
+            self.model, self.data, self.config, self.cache, self.doc_texts
+        )
+        if self.config.time_budget is not None and not self.resume:
+            plan, self.config = self.costs.plan(self.config.time_budget)
+            self.costs.config = self.config
+            self.budget = plan.to_dict()
+            self.say(plan.sentence())
+            self.resolved = {**self.resolved, **self.config.to_dict(), "budget_plan": self.budget}
+            write_json(self.out / "config.json", self.resolved)
+        self.costs.record()
+        self.say(self.costs.sentence())
+        warning = self.costs.long_run_warning() if self.config.time_budget is None else None
+        if warning is not None:
+            self.say(warning)
+        self._write_status()
+
     def stage_baseline(self) -> None:
-        config, data = self.config, self.data
-        self.say(f"baseline: encoding {len(self.doc_ids)} documents with {config.base_model}")
-        self.model = load_model(self.base_path, self.device, config.trust_remote_code)
+        data, started = self.data, time.perf_counter()
+        self.model = load_model(self.base_path, self.device, self.config.trust_remote_code)
         self.base_fp = self.cache.fingerprint(self.model)
+        self._estimate()
+        config = self.config
+        self.say(f"baseline: encoding {len(self.doc_ids)} documents with {config.base_model}")
         self.dims = resolve_dims(config.training.dims, embedding_dim(self.model))  # before encoding
-        self.base_docs = self.cache.encode(self.model, self.doc_texts, show_progress_bar=True)
+        assert self.costs is not None  # set by _estimate
+        self.base_docs = self.costs.encode_baseline(
+            self.cache, self.model, self.doc_texts, time.perf_counter() - started, self.say
+        )
         qids = sorted({q for split in data.splits for q in data.split(split)})
         self.q_base = encode_queries(self.cache, self.model, data, qids)
         leak = leakage_split(data, self.q_base, config.split_rule, config.allow_leakage)
         self.train, self.dev, self.test = leak.splits.train, leak.splits.dev, leak.splits.test
+        self.train = sample_train_queries(self.train, config.max_train_queries, config.seed)
         self.leakage = leak.record
         self.summary = data_summary(
             data, {"train": self.train, "dev": self.dev, "test": self.test},
@@ -264,8 +307,7 @@ class _Runner:
             f"training on {len(self.mined.rows)} rows ({training.loss.value}, "
             f"{training.epochs} epochs)" + (f", resuming from {checkpoint.name}" if checkpoint else "")
         )
-        eval_texts = len(self.doc_texts) + len(self.dev)
-        self._guard(estimate_training(self.model, self.mined.rows, training, eval_texts=eval_texts))
+        self._guard(estimate_training(self.model, self.mined.rows, training))
         guide = None
         if training.loss.value == "gist":
             guide = load_model(self.base_path, self.device, self.config.trust_remote_code)
@@ -275,7 +317,8 @@ class _Runner:
         positives = known_positives(self.data, self.train, self.mined.rows)
         self.trained = train_model(
             self.model, self.mined.rows, training, self.out / "checkpoints", evaluator, guide,
-            positives=positives, run=TrainRun(resume_from=checkpoint, keep_checkpoints=True),
+            positives=positives, run=TrainRun(resume_from=checkpoint, keep_checkpoints=True,
+                                              callbacks=self._clock()),
         )
         if training.remine_epochs:
             inputs = SecondRound(
@@ -286,6 +329,11 @@ class _Runner:
         self._record_actual("train")
         self.cache.forget(self.model)
         write_json(self.out / "training.json", asdict(self.trained))
+
+    def _clock(self) -> tuple[Any, ...]:
+        if self.costs is None:
+            return ()
+        return (self.costs.step_clock(self.config, len(self.mined.rows), self.say),)
 
     def stage_save(self) -> None:
         final = self.out / "model"
@@ -359,5 +407,7 @@ class _Runner:
             environment={**environment(), "base_fingerprint": self.base_fp},
             evidence=self.evidence,
             plan=self.plan,
+            estimates=self.costs.records if self.costs is not None else {},
+            budget=self.budget,
         )
         write_report(self.result, Path(self.out))
