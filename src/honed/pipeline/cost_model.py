@@ -38,6 +38,14 @@ DRAWS = 64  # random batches drawn to average a step's padded length; seeded: es
 # A checkpoint per epoch writes the weights and AdamW's two moments (3 x the fp32 weights);
 # 200 MB/s is a conservative local-disk write rate (the checkpoint is ~1-3% of an epoch).
 CHECKPOINT_BYTES_PER_SECOND = 200e6
+# The short stages are mostly Python and numpy work around the encoder, priced per item from one
+# profile of bench/estimates.py's short-text set (SciFact claims vs titles, 5,183 documents, 2-core
+# AMD EPYC CPU) and scaled by this machine's measured score time against that CPU's (REF_SCORE):
+REF_SCORE = 13.8e-9  # seconds per (query, document) score on the profiled CPU
+MINE_ROW = 1.5e-3  # per training row: candidate filtering, margins, row building (1.07 s, 708 rows)
+PLANNER_PAIR = 5.7e-6  # index planner per (document, dev or test query): 11.2 s for 5,183 x 380
+EVIDENCE_DRAW = 1.0e-6  # significance tests per (resample, test query): ~2.9 s for 10,000 x 300
+BASELINE_OTHER = 2.5  # seconds: BM25 index and runs, leakage check, metrics (2.1 s there)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,11 @@ class Rates:
     optimizer_step: float  # one AdamW step over the model's weights
     score: float  # one (query, document) dot product and its share of a top-k (mining)
     parameter_bytes: int  # fp32 weights: what a checkpoint writes (x3)
+
+    @property
+    def machine(self) -> float:
+        """This CPU's speed relative to the profiled one (> 1: slower), for the per-item costs."""
+        return self.score / REF_SCORE
 
     def scaled(self, factor: float) -> Rates:
         """Every time x ``factor`` (a run measured ``factor`` slower than the probe)."""
@@ -218,6 +231,12 @@ def _dev_eval(lengths: Lengths, work: Workload, batch: int, rates: Rates) -> flo
     )
 
 
+def _mining(work: Workload, rates: Rates) -> float:
+    return work.train_queries * work.n_docs * rates.score + work.train_pairs * MINE_ROW * (
+        rates.machine
+    )
+
+
 def _train_cost(
     lengths: Lengths, work: Workload, config: TrainConfig, negatives: int, rates: Rates,
     encode_batch: int,
@@ -234,7 +253,7 @@ def _train_cost(
         # the cache (same weights, same fingerprint), and the final evaluation finds it too.
         round2 = (
             encode_seconds(tuned.queries, work.train_queries, encode_batch, rates)
-            + work.train_queries * work.n_docs * rates.score
+            + _mining(work, rates)
         )
     parts = {"step": step, "dev_evaluation": evaluation, "checkpoint": checkpoint,
              "round2_mining": round2}  # fmt: skip
@@ -251,6 +270,7 @@ def estimate_stages(
     *,
     negatives: int,
     encode_batch: int,
+    n_resamples: int = 10_000,
 ) -> StageCosts:
     """Seconds of the baseline, mining, training and evaluation stages of ``honed run``.
 
@@ -259,7 +279,8 @@ def estimate_stages(
     epoch a dev evaluation (corpus + dev queries re-encoded by the model in training) and a
     checkpoint; the second round encodes the training queries with the tuned model and mines again.
     Evaluation: the test queries (the kept epoch's corpus encoding is the dev evaluation's, in
-    memory) and test retrieval.
+    memory), the index planner and the significance tests. Mining, the planner and the tests are
+    priced per item (``MINE_ROW``, ``PLANNER_PAIR``, ``EVIDENCE_DRAW``), scaled to this CPU.
 
     Example:
         >>> r = Rates(1e-4, 1e-3, 3e-4, 1e-3, 0.01, 1e-9, 90_000_000)
@@ -272,11 +293,12 @@ def estimate_stages(
     baseline = encode_seconds(
         lengths.docs, work.n_docs - work.docs_cached, encode_batch, rates
     ) + encode_seconds(lengths.queries, work.n_queries - work.queries_cached, encode_batch, rates)
-    mine = work.train_queries * work.n_docs * rates.score
+    baseline += BASELINE_OTHER * rates.machine
+    mine = _mining(work, rates)
     train, parts = _train_cost(lengths, work, config, negatives, rates, encode_batch)
     tuned = lengths.truncated(config.max_seq_length)
-    evaluate = (
-        encode_seconds(tuned.queries, work.test_queries, encode_batch, rates)
-        + (work.test_queries + work.dev_queries) * work.n_docs * rates.score
-    )
+    around = PLANNER_PAIR * (work.test_queries + work.dev_queries) * work.n_docs
+    around += EVIDENCE_DRAW * n_resamples * work.test_queries
+    evaluate = encode_seconds(tuned.queries, work.test_queries, encode_batch, rates)
+    evaluate += around * rates.machine
     return StageCosts(baseline, mine, train, evaluate, parts)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from honed.data.splits import count_pairs, positives_only, split_data
+from honed.data.splits import count_pairs, positives_only
 from honed.encoding.encoder import resolve_precision
 from honed.pipeline.budget import BudgetPlan, Knobs, format_minutes, plan_budget
 from honed.pipeline.cost_model import (
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from honed.data.beir import BeirData
+    from honed.data.splits import Splits
     from honed.encoding.encoder import EmbeddingCache
     from honed.pipeline.config import RunConfig
 
@@ -56,15 +57,14 @@ STAGE_NAMES = {"baseline": "baseline", "mine": "mining", "train": "training",
 
 
 def workload(
-    data: BeirData, config: RunConfig, model: SentenceTransformer, cache: EmbeddingCache,
+    data: BeirData, splits: Splits, model: SentenceTransformer, cache: EmbeddingCache,
     doc_texts: Sequence[str],
 ) -> Workload:  # fmt: skip
-    """What the run will encode and train on, from the splits as ``honed run`` carves them.
+    """What the run will encode and train on, from ``splits`` as ``honed check`` carves them.
 
-    Near-duplicate training queries of test ones are only found after the baseline encoding
-    (they are few); the rest is exact.
+    Those are after the model-free leakage filter; the near duplicates the base model's
+    embeddings find are only known after the baseline encoding (they are few).
     """
-    splits = split_data(data, config.split_rule)
     train = positives_only(splits.train)
     qids = sorted({q for split in data.splits for q in data.split(split)})
     return Workload(
@@ -94,15 +94,18 @@ class RunEstimates:
     @classmethod
     def measure(
         cls, model: SentenceTransformer, data: BeirData, config: RunConfig,
-        cache: EmbeddingCache, doc_texts: Sequence[str],
+        cache: EmbeddingCache, doc_texts: Sequence[str], splits: Splits,
     ) -> RunEstimates:  # fmt: skip
-        """Sample the token lengths, time the probe and count the work (a few seconds)."""
+        """Sample the token lengths, time the probe and count the work (a few seconds).
+
+        ``splits``: train, dev and test as :func:`honed.data.plan.plan_run` carves them.
+        """
         start = time.perf_counter()
         queries = list(data.queries.values())
         lengths = measure_lengths(model, doc_texts, queries, config.seed)
         precision = resolve_precision(config.precision, str(model.device))
         rates = measure_rates(model, doc_texts, lengths, config.training, precision)
-        work = workload(data, config, model, cache, doc_texts)
+        work = workload(data, splits, model, cache, doc_texts)
         return cls(lengths, rates, work, config, time.perf_counter() - start)
 
     def costs(self, config: RunConfig | None = None) -> StageCosts:
@@ -114,6 +117,7 @@ class RunEstimates:
             config.training,
             negatives=config.mining.num_negatives,
             encode_batch=config.encode_batch_size,
+            n_resamples=config.n_resamples,
         )
 
     def record(self) -> None:

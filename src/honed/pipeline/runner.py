@@ -194,7 +194,7 @@ class _Runner:
         self.say(f"loading {self.config.data}")
         self.data = load_beir(self.config.data)
         # The rules `honed check` applies, before any model is loaded: the same refusal, at once.
-        plan_run(self.data, self.config.split_rule, self.config.allow_leakage)
+        self.run_plan = plan_run(self.data, self.config.split_rule, self.config.allow_leakage)
         if self.resume:
             check_inputs_unchanged(self.out / "data.json", self.data.path)
         self.doc_ids, self.doc_texts = self.data.documents()
@@ -202,7 +202,7 @@ class _Runner:
     def _estimate(self) -> None:
         """Before the first expensive step: estimate every stage, plan a --time-budget, warn."""
         self.costs = RunEstimates.measure(
-            self.model, self.data, self.config, self.cache, self.doc_texts
+            self.model, self.data, self.config, self.cache, self.doc_texts, self.run_plan.splits
         )
         if self.config.time_budget is not None and not self.resume:
             plan, self.config = self.costs.plan(self.config.time_budget)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from honed.encoding.encoder import autocast, resolve_precision
+from honed.encoding.encoder import autocast, embedding_dim, resolve_precision
 from honed.pipeline.cost_model import Lengths, Rates
 from honed.pipeline.estimates import as_in_training, score_seconds
 
@@ -43,7 +43,7 @@ def _sample(texts: Sequence[str], n: int, seed: int) -> list[str]:
 def _token_counts(model: SentenceTransformer, texts: Sequence[str]) -> list[int]:
     counts: list[int] = []
     for begin in range(0, len(texts), 128):  # bounded tokenizer batches
-        mask = model.tokenize(list(texts[begin : begin + 128]))["attention_mask"]  # (n, tokens)
+        mask = model.preprocess(list(texts[begin : begin + 128]))["attention_mask"]  # (n, tokens)
         counts.extend(int(n) for n in mask.sum(dim=1).tolist())
     return counts
 
@@ -66,7 +66,7 @@ def _features(model: SentenceTransformer, texts: Sequence[str], length: int) -> 
     old = model.max_seq_length
     model.max_seq_length = length
     try:
-        features = model.tokenize(list(texts))
+        features = model.preprocess(list(texts))
     finally:
         model.max_seq_length = old
     device = model.device
@@ -146,6 +146,6 @@ def measure_rates(
         train_token=train[0],
         train_batch=train[1],
         optimizer_step=_optimizer_seconds(parameters, device),
-        score=score_seconds(model.get_sentence_embedding_dimension() or 384),
+        score=score_seconds(embedding_dim(model)),
         parameter_bytes=4 * sum(p.numel() for p in model.parameters()),
     )
