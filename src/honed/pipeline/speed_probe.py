@@ -13,6 +13,7 @@ A first forward pass warms the kernels up and is not timed.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -55,8 +56,13 @@ def measure_lengths(
     return Lengths(
         docs=tuple(_token_counts(model, _sample(docs, SAMPLE_TEXTS, seed))),
         queries=tuple(_token_counts(model, _sample(queries, SAMPLE_TEXTS, seed + 1))),
-        max_seq_length=int(model.max_seq_length),
+        max_seq_length=_model_length(model),
     )
+
+
+def _model_length(model: SentenceTransformer) -> int:
+    """The model's max_seq_length (512, BERT's, where it sets none)."""
+    return int(model.max_seq_length or 512)
 
 
 def _features(model: SentenceTransformer, texts: Sequence[str], length: int) -> dict[str, Any]:
@@ -114,7 +120,7 @@ def measure_rates(
 
     device = str(model.device)
     texts = sorted(docs[: 4 * PROBE_TEXTS], key=len, reverse=True)[:PROBE_TEXTS]
-    long = max(8, min(max(lengths.docs), int(model.max_seq_length)))
+    long = max(8, min(max(lengths.docs), _model_length(model)))
     short = max(8, long // 4)
     shapes = {n: _features(model, texts, n) for n in (short, long)}
     padded = {n: int(f["attention_mask"].numel()) for n, f in shapes.items()}
@@ -126,7 +132,7 @@ def measure_rates(
     was_training = model.training
     model.eval()
     forward(shapes[short])  # warm-up
-    encode = _fit(*((padded[n], _timed(lambda n=n: forward(shapes[n]), device)) for n in shapes))
+    encode = _fit(*[(padded[n], _timed(functools.partial(forward, shapes[n]), device)) for n in shapes])
     model.train(was_training)
     precision = resolve_precision(config.precision, device)
 
@@ -136,7 +142,7 @@ def measure_rates(
 
     with as_in_training(model, config):
         step(shapes[short])  # warm-up of the backward kernels
-        train = _fit(*((padded[n], _timed(lambda n=n: step(shapes[n]), device)) for n in shapes))
+        train = _fit(*[(padded[n], _timed(functools.partial(step, shapes[n]), device)) for n in shapes])
         for p in model.parameters():
             p.grad = None
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
