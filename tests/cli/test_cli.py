@@ -222,3 +222,22 @@ def test_disk_full_and_permission_errors_are_one_line(
     status = json.loads((out / "status.json").read_text())
     assert "mine" not in status["completed"]  # the failed stage does not look finished
     assert not (out / "mining_report.json").exists() and not (out / "report.md").exists()
+
+
+def test_bad_time_budget_is_one_line(
+    mini_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r"
+    assert main(["run", str(mini_beir), "--out", str(out), "--time-budget", "20 minutes"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: --time-budget: expected a duration such as 90s, 20m, 2h or 1h30m, got "
+        "'20 minutes'; fix: give a number with its unit (s, m or h)"
+    ]
+    assert not out.exists()  # refused before anything was created
+
+
+def test_time_budget_is_in_run_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--time-budget DURATION" in capsys.readouterr().out

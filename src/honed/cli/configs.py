@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from honed.mining.config import MiningConfig
 from honed.mining.qgen import QueryGenConfig
+from honed.pipeline.budget import parse_duration
 from honed.pipeline.config import RunConfig
 from honed.training.config import TrainConfig
 
@@ -102,6 +103,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         corpus_pairs=args.corpus_pairs,
         qgen=qgen_config(args),
         encode_batch_size=args.encode_batch_size,
+        time_budget=parse_duration(args.time_budget) if args.time_budget is not None else None,
     )
 
 

@@ -71,6 +71,13 @@ def _add_run(sub: Any) -> None:
         help="keep training queries that duplicate test queries (test metrics then not clean)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing honed run folder")
+    p.add_argument(
+        "--time-budget",
+        metavar="DURATION",
+        help="plan the run to finish within DURATION (e.g. 20m, 2h, 90s): fewer epochs, then no "
+        "second round, then a sample of the training queries, then a shorter max_seq_length; "
+        "the plan is printed and written to config.json",
+    )
     cache = p.add_mutually_exclusive_group()
     cache.add_argument(
         "--cache-dir",

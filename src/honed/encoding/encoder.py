@@ -231,6 +231,22 @@ class EmbeddingCache:
         """Drop the remembered fingerprint of ``model`` (call after its weights changed)."""
         self._fingerprints.pop(id(model), None)
 
+    def known(self, model: SentenceTransformer, texts: Sequence[str]) -> int:
+        """How many of ``texts`` need no encoding: in memory, or on disk (then read into memory).
+
+        What an estimate made before :meth:`encode` needs; the vectors it reads from disk are
+        kept, so the later :meth:`encode` does not read them again.
+        """
+        store = self._store.setdefault(self.fingerprint(model), {})
+        keys = list(dict.fromkeys(text_digest(t) for t in texts))
+        missing = [k for k in keys if k not in store]
+        if missing and self.directory is not None:
+            found = self._disk(model, self.fingerprint(model)).lookup(missing)
+            store.update({missing[i]: vector for i, vector in found.items()})
+            self._counts["hits_disk"] += len(found)
+        known = {k for k in keys if k in store}
+        return sum(text_digest(t) in known for t in texts)
+
     def encode(
         self,
         model: SentenceTransformer,

@@ -23,9 +23,9 @@ Not a peak-RSS delta: glibc keeps freed pages and a probe after the corpus encod
 (2 texts saving 191 MiB moved it by 0.1 MiB). Counting saved tensors needs no ``/proc`` either,
 so there is no analytic fallback. The stage records the peak RSS after its work, as the actual.
 
-Time (an upper bound: every text at the probe's length, the longest) = epochs x (texts x
-(forward + backward, + forward for cached_mnrl's no-grad pass or gist's guide) + eval_texts x
-forward), per text from the 4-text probe (the 2-text one warms up). Mining: :func:`estimate_mining`.
+Time is not estimated here: the caller passes the seconds of :mod:`honed.pipeline.cost_model`
+(the one cost model of ``honed run``), so that the line printed with the peak tells the same time.
+Mining's memory: :func:`estimate_mining`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from honed.mining.rows import MinedRow
     from honed.training.config import TrainConfig
 
-__all__ = ["estimate_mining", "estimate_training"]
+__all__ = ["as_in_training", "estimate_mining", "estimate_training", "score_seconds"]
 
 TRANSIENT = 1.2  # backward's activation gradients on top of the saved tensors (measured 1.06-1.12)
 PROBE_SIZES = (2, 4)  # texts per probe step: two sizes give the per-text slope
@@ -67,7 +67,7 @@ class _Probe:
 
 
 @contextlib.contextmanager
-def _as_in_training(model: SentenceTransformer, config: TrainConfig) -> Iterator[None]:
+def as_in_training(model: SentenceTransformer, config: TrainConfig) -> Iterator[None]:
     """Give ``model`` in place the state training gives it, and restore everything on exit.
 
     Train mode, the configured attention dropout (it picks fused or "math" attention, which
@@ -167,7 +167,7 @@ def _probe(model: SentenceTransformer, rows: Sequence[MinedRow], config: TrainCo
 
     precision = resolve_precision(config.precision, str(model.device))
     small_n, large_n = PROBE_SIZES
-    with _as_in_training(model, config):
+    with as_in_training(model, config):
         texts = _longest_texts(model, rows, large_n)
         small = _probe_step(model, texts[:small_n], precision)  # also warms the kernels up
         large = _probe_step(model, texts, precision)
@@ -208,9 +208,9 @@ def estimate_training(
     rows: Sequence[MinedRow],
     config: TrainConfig,
     *,
-    eval_texts: int = 0,
+    seconds: float = 0.0,
 ) -> ResourceEstimate:
-    """Estimate the time and peak memory of ``train_model(model, rows, config)`` from a probe.
+    """Estimate the peak memory of ``train_model(model, rows, config)`` from a probe.
 
     The probe runs two forward+backward steps on the longest training texts, in train mode and
     at training's precision; weights, gradients, buffers, mode, dropout, max_seq_length and RNG
@@ -220,10 +220,10 @@ def estimate_training(
         model: the model about to be trained.
         rows: the training rows.
         config: the training settings.
-        eval_texts: texts the dev evaluator encodes after every epoch (documents + queries).
+        seconds: the stage's time, from :func:`honed.pipeline.cost_model.estimate_stages`.
 
     Raises:
-        ValueError: no rows, or a negative ``eval_texts``.
+        ValueError: no rows, or negative ``seconds``.
 
     Example:
         >>> estimate_training(model, mined.rows, TrainConfig()).sentence()  # doctest: +SKIP
@@ -231,8 +231,8 @@ def estimate_training(
     """
     if not rows:
         raise ValueError("rows: expected at least one row, got none; fix: check the training split")
-    if eval_texts < 0:
-        raise ValueError(f"eval_texts: expected an integer >= 0, got {eval_texts}")
+    if seconds < 0:
+        raise ValueError(f"seconds: expected a value >= 0, got {seconds}")
     device, loss = str(model.device), config.loss.value
     one_negative = loss in ("triplet", "gist")  # build_dataset: one row per negative
     n_rows = sum(len(r.negatives) for r in rows) if one_negative else len(rows)
@@ -250,21 +250,17 @@ def estimate_training(
         "weights_state": 3 * trainable + weights + (weights if loss == "gist" else 0),
         "activations": round(TRANSIENT * (probe.fixed + probe.per_text * grad_texts)),
     }
-    extra = probe.forward if loss in ("cached_mnrl", "gist") else 0.0
-    texts = n_rows * columns
-    step = probe.forward + probe.backward + extra
     available = resources.available_memory(device)
     detail = (
         f"probe: forward+backward of {' and '.join(map(str, PROBE_SIZES))} texts of "
         f"{probe.tokens} tokens ({probe.precision}): {format_size(probe.per_text)} saved per text + "
-        f"{format_size(probe.fixed)} fixed, x{TRANSIENT} for backward; {probe.forward * 1e3:.1f} + "
-        f"{probe.backward * 1e3:.1f} ms per text; {config.epochs} epochs x ({texts} training "
-        f"+ {eval_texts} evaluation texts)" + ("; memory in use unknown" if in_use is None else "")
+        f"{format_size(probe.fixed)} fixed, x{TRANSIENT} for backward; time from the cost model"
+        + ("; memory in use unknown" if in_use is None else "")
     )
     weights_alone = parts["in_use"] + parts["weights_state"] > MARGIN * (available or float("inf"))
     return ResourceEstimate(
         stage="train",
-        seconds=config.epochs * (texts * step + eval_texts * probe.forward),
+        seconds=seconds,
         peak_bytes=sum(parts.values()),
         available_bytes=available,
         detail=detail,
@@ -277,7 +273,7 @@ def estimate_training(
 
 
 @functools.lru_cache(maxsize=8)
-def _score_seconds(dim: int) -> float:
+def score_seconds(dim: int) -> float:
     """Seconds per (query, document) score: a (64, dim) x (dim, 4096) product and its top 50.
 
     Measured once per dim and process (best of 3), so estimates made in one process agree.
@@ -329,7 +325,7 @@ def estimate_mining(
         "scores": chunk * n_docs * 12,
         "candidates": n_queries * min(depth, n_docs) * 12 * 2,
     }
-    per_score = _score_seconds(dim)
+    per_score = score_seconds(dim)
     return ResourceEstimate(
         stage="mine",
         seconds=n_queries * n_docs * per_score,

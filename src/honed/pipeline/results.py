@@ -25,3 +25,6 @@ class RunResult:
     environment: dict[str, str]
     evidence: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)  # the budget planner; {} in older runs
+    # stage -> {estimate_seconds, corrected_seconds, actual_seconds} (honed.pipeline.run_estimates)
+    estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: dict[str, Any] | None = None  # the --time-budget plan (honed.pipeline.budget)

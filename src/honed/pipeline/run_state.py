@@ -24,6 +24,7 @@ from honed.files import write_json
 from honed.pipeline.config import Notify, RunConfig, refuse_unsplit_options
 from honed.pipeline.resources import ResourceEstimate, check, peak_memory, reset_peak
 from honed.pipeline.results import RunResult
+from honed.pipeline.run_estimates import RunEstimates
 from honed.pipeline.run_folder import prepare_run_dir, run_lock
 
 __all__ = ["STAGES", "RunState"]
@@ -59,7 +60,9 @@ class RunState:
             split_min_texts=1,
         )
         self.runs: dict[str, Any] = {}  # searches and scores: the first process's alone
-        self.estimates: dict[str, dict[str, Any]] = {}  # stage -> estimate, then the actual
+        self.resources: dict[str, dict[str, Any]] = {}  # stage -> memory estimate, then actual
+        self.costs: RunEstimates | None = None  # time per stage: estimate, corrected, actual
+        self.budget: dict[str, Any] | None = None  # the --time-budget plan
         self._watch: tuple[bool, float] = (False, 0.0)  # (peak window opened, start)
 
     # --- sequencing ---------------------------------------------------------------------------
@@ -72,6 +75,8 @@ class RunState:
                 start = time.perf_counter()
                 getattr(self, f"stage_{stage}")()
                 self.timings[stage] = round(time.perf_counter() - start, 2)
+                if self.costs is not None:
+                    self.costs.actual(stage, self.timings[stage])
                 self.completed.append(stage)
                 self._write_status()
             result = replace(self.result, timings=self.timings)
@@ -127,19 +132,31 @@ class RunState:
         if self.main:  # no broadcast: a failed write ends this process, and torchrun the rest
             write_json(
                 self.out / "status.json",
-                {"completed": self.completed, "timings": self.timings, "estimates": self.estimates},
+                {
+                    "completed": self.completed,
+                    "timings": self.timings,
+                    "estimates": self.costs.records if self.costs is not None else {},
+                    "resources": self.resources,
+                    "budget": self.budget,
+                },
             )
 
     def _guard(self, estimate: ResourceEstimate) -> None:
-        """Print and record the estimate, refuse what cannot fit, and open the peak window."""
+        """Print and record the estimate, refuse what cannot fit, and open the peak window.
+
+        The time printed is the cost model's (:mod:`.run_estimates`), made before the baseline.
+        """
+        record = self.costs.records.get(estimate.stage) if self.costs is not None else None
+        if record is not None:
+            estimate = replace(estimate, seconds=record["estimate_seconds"] or 0.0)
         self.say(estimate.sentence())
-        self.estimates[estimate.stage] = estimate.to_dict()
+        self.resources[estimate.stage] = estimate.to_dict()
         self._write_status()  # recorded before the work: a killed stage still leaves it
         check(estimate)
         self._watch = (reset_peak(estimate.device), time.perf_counter())
 
     def _record_actual(self, stage: str) -> None:
         """Add the stage's measured time and peak memory next to its estimate."""
-        entry, (window, start) = self.estimates[stage], self._watch
+        entry, (window, start) = self.resources[stage], self._watch
         entry["actual_seconds"] = round(time.perf_counter() - start, 2)
         entry["actual_peak_bytes"] = peak_memory(entry["device"]) if window else None

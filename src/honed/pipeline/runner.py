@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from honed.encoding.distributed import agree, on_main_process, process_device, p
 from honed.encoding.encoder import embedding_dim, load_model, resolve_device
 from honed.evaluation.runs import bm25_runs, dense_runs, encode_queries, metrics_of
 from honed.files import check_unlocked, write_json
+from honed.pipeline.budget import sample_train_queries
 from honed.pipeline.config import Notify, RunConfig
 from honed.pipeline.estimates import estimate_mining, estimate_training
 from honed.pipeline.explorer_data import write_explorer, write_mining_samples
@@ -32,6 +34,7 @@ from honed.pipeline.extra_rows import BaseEncoding, add_corpus_pairs, add_genera
 from honed.pipeline.final import EvidenceInputs, evidence, hybrid_runs, plan_section
 from honed.pipeline.results import RunResult
 from honed.pipeline.rounds import SecondRound, second_round
+from honed.pipeline.run_estimates import RunEstimates
 from honed.pipeline.run_folder import data_summary, environment, read_run_config
 from honed.pipeline.run_state import STAGES, RunState
 from honed.pipeline.stages import (
@@ -95,26 +98,52 @@ class _Runner(RunState):
         self.say(f"loading {self.config.data}")
         self.data = load_beir(self.config.data)
         # The rules `honed check` applies, before any model is loaded: the same refusal, at once.
-        plan_run(self.data, self.config.split_rule, self.config.allow_leakage)
+        self.run_plan = plan_run(self.data, self.config.split_rule, self.config.allow_leakage)
         if self.resume:
             self._main(lambda: check_inputs_unchanged(self.out / "data.json", self.data.path))
         self.doc_ids, self.doc_texts = self.data.documents()
 
+    def _estimate(self) -> None:
+        """Before the first expensive step: estimate every stage, plan a --time-budget, warn."""
+        self.costs = RunEstimates.measure(
+            self.model, self.data, self.config, self.cache, self.doc_texts, self.run_plan.splits
+        )
+        if self.config.time_budget is not None and not self.resume:
+            # Each process timed its own probe: the first one's plan is everyone's.
+            plan, self.config = agree(self.costs.plan(self.config.time_budget))
+            self.costs.config = self.config
+            self.budget = plan.to_dict()
+            self.say(plan.sentence())
+            self.resolved = {**self.resolved, **self.config.to_dict(), "budget_plan": self.budget}
+            self._main(lambda: write_json(self.out / "config.json", self.resolved))
+        self.costs.record()
+        self.say(self.costs.sentence())
+        warning = self.costs.long_run_warning() if self.config.time_budget is None else None
+        if warning is not None:
+            self.say(warning)
+        self._write_status()
+
     def stage_baseline(self) -> None:
-        config, data = self.config, self.data
-        self.say(f"baseline: encoding {len(self.doc_ids)} documents with {config.base_model}")
-        self.model = load_model(self.base_path, self.device, config.trust_remote_code)
+        data, started = self.data, time.perf_counter()
+        self.model = load_model(self.base_path, self.device, self.config.trust_remote_code)
         self.base_fp = self.cache.fingerprint(self.model)
+        self._estimate()
+        config = self.config
+        self.say(f"baseline: encoding {len(self.doc_ids)} documents with {config.base_model}")
         self.dims = resolve_dims(config.training.dims, embedding_dim(self.model))  # before encoding
+        assert self.costs is not None  # set by _estimate
         qids = sorted({q for split in data.splits for q in data.split(split)})
         with self._logged("baseline"):
-            self.base_docs = self.cache.encode(self.model, self.doc_texts, show_progress_bar=True)
+            self.base_docs = self.costs.encode_baseline(
+                self.cache, self.model, self.doc_texts, time.perf_counter() - started, self.say
+            )
             self.q_base = encode_queries(self.cache, self.model, data, qids)
         # One split for every process: the first one's (the near-duplicate check is float-based).
         leak = self._main(
             lambda: leakage_split(data, self.q_base, config.split_rule, config.allow_leakage)
         )
         self.train, self.dev, self.test = leak.splits.train, leak.splits.dev, leak.splits.test
+        self.train = sample_train_queries(self.train, config.max_train_queries, config.seed)
         self.leakage = leak.record
         self.summary = data_summary(
             data, {"train": self.train, "dev": self.dev, "test": self.test},
@@ -201,8 +230,7 @@ class _Runner(RunState):
             f"training on {len(self.mined.rows)} rows ({training.loss.value}, "
             f"{training.epochs} epochs)" + (f", resuming from {checkpoint.name}" if checkpoint else "")
         )
-        eval_texts = len(self.doc_texts) + len(self.dev)
-        self._guard(estimate_training(self.model, self.mined.rows, training, eval_texts=eval_texts))
+        self._guard(estimate_training(self.model, self.mined.rows, training))
         guide = None
         if training.loss.value == "gist":
             guide = load_model(self.base_path, self.device, self.config.trust_remote_code)
@@ -212,7 +240,8 @@ class _Runner(RunState):
         positives = known_positives(self.data, self.train, self.mined.rows)
         self.trained = train_model(
             self.model, self.mined.rows, training, self.out / "checkpoints", evaluator, guide,
-            positives=positives, run=TrainRun(resume_from=checkpoint, keep_checkpoints=True),
+            positives=positives, run=TrainRun(resume_from=checkpoint, keep_checkpoints=True,
+                                              callbacks=self._clock()),
         )
         if training.remine_epochs:
             inputs = SecondRound(
@@ -224,6 +253,11 @@ class _Runner(RunState):
         self._record_actual("train")
         self.cache.forget(self.model)
         self._main(lambda: write_json(self.out / "training.json", asdict(self.trained)))
+
+    def _clock(self) -> tuple[Any, ...]:
+        if self.costs is None:
+            return ()
+        return (self.costs.step_clock(self.config, len(self.mined.rows), self.say),)
 
     def stage_save(self) -> None:
         final = self.out / "model"
@@ -309,6 +343,8 @@ class _Runner(RunState):
             environment={**environment(), "base_fingerprint": self.base_fp},
             evidence=self.evidence,
             plan=self.plan,
+            estimates=self.costs.records if self.costs is not None else {},
+            budget=self.budget,
         )
         write_report(result, Path(self.out))
         return result

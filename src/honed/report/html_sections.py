@@ -135,8 +135,15 @@ def metrics_html(metrics: Mapping[str, Any], split: str) -> str:
 
 def timings_html(run: RunResult) -> str:
     """Seconds per stage and the environment, at the foot of the page."""
+    estimates = getattr(run, "estimates", None) or {}  # older runs have none
+
+    def estimated(stage: str) -> str:
+        value = estimates.get(stage, {}).get("estimate_seconds")
+        return "" if value is None else f" (estimated {value:.1f})"
+
     stages = "".join(
-        f"<tr><th>{escape(k)}</th><td>{v:.1f}</td></tr>" for k, v in run.timings.items()
+        f"<tr><th>{escape(k)}</th><td>{v:.1f}{estimated(k)}</td></tr>"
+        for k, v in run.timings.items()
     )
     total = sum(run.timings.values())
     env = "".join(

@@ -141,9 +141,38 @@ def _curve_table(training: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _timings_table(run: RunResult) -> str:
+    """Seconds per stage next to the estimate printed before the baseline and its correction."""
+    estimates = getattr(run, "estimates", None) or {}  # older runs have none
+    rows = []
+    for stage, seconds in run.timings.items():
+        record = estimates.get(stage, {})
+        rows.append(
+            f"| {stage} | {seconds:.1f} | {_seconds(record.get('estimate_seconds'))} | "
+            f"{_seconds(record.get('corrected_seconds'))} |"
+        )
+    total = sum(run.timings.values())
+    estimated = sum(r.get("estimate_seconds") or 0.0 for r in estimates.values())
+    table = (
+        "| stage | seconds | estimated | corrected |\n|---|---:|---:|---:|\n" + "\n".join(rows)
+        + f"\n| **total** | {total:.1f} | {_seconds(estimated) if estimates else ''} | |"
+    )
+    budget = getattr(run, "budget", None)
+    note = (
+        "\n\nEstimated: before the baseline, from the texts' token lengths, a timed probe and the "
+        "step counts; corrected: from the stage's own first steps."
+        if estimates else ""
+    )  # fmt: skip
+    return table + note + (f"\n\nTime budget: {budget['sentence']}." if budget else "")
+
+
 def render_markdown(run: RunResult) -> str:
     """The whole ``report.md``: verdict first, then tables, plots, mining, training, data, timings."""
-    data, training, timings = run.data, run.training, run.timings
+    data, training = run.data, run.training
     sections = [
         f"# honed run report: `{Path(data['path']).name}`",
         "## Verdict\n\n" + "\n".join(f"- {s}" for s in run.verdict["sentences"]),
@@ -169,9 +198,7 @@ def render_markdown(run: RunResult) -> str:
         *([_evidence_section(run.evidence)] if run.evidence else []),
         "## Hard-negative mining\n\n" + _mining_table(run.mining),
         "## Data\n\n" + _data_section(data),
-        "## Time per stage\n\n| stage | seconds |\n|---|---:|\n"
-        + "\n".join(f"| {k} | {v:.1f} |" for k, v in timings.items())
-        + f"\n| **total** | {sum(timings.values()):.1f} |\n\n"
+        "## Time per stage\n\n" + _timings_table(run) + "\n\n"
         f"Texts encoded: {run.encode_stats['encoded']} of {run.encode_stats['requested']} requested "
         "(the rest came from the embedding cache: each text is encoded once per model).",
         "## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in run.environment.items()),

@@ -219,11 +219,14 @@ class TrainRun:
             schedule, RNG states and the dev curve included); None: start afresh.
         keep_checkpoints: leave the per-epoch checkpoints in ``output_dir`` (the pipeline
             removes them once the model is saved); by default they are removed at the end.
+        callbacks: ``transformers.TrainerCallback`` objects handed to the trainer (``honed run``
+            times its first steps with one, to correct its estimate).
     """
 
     show_progress_bar: bool = True
     resume_from: str | Path | None = None
     keep_checkpoints: bool = False
+    callbacks: tuple[Any, ...] = ()
 
 
 def train_model(
@@ -275,6 +278,7 @@ def train_model(
         evaluator=evaluator,
         precision=precision,
         positives=positives if in_batch else None,
+        callbacks=list(run.callbacks) or None,
     )
     start_epoch = _checkpoint_epoch(run.resume_from)
     start = time.perf_counter()

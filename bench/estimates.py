@@ -1,0 +1,129 @@
+"""Estimate vs actual seconds per stage of ``honed run`` (issue 15's ±35% target).
+
+Each dataset is one ``honed run`` (through the library, so that ``max_train_queries`` can bound
+the work; empty embedding cache, so the baseline really encodes). Its ``status.json`` holds, per
+stage, the estimate printed before the baseline, the figure corrected after the stage's first
+steps, and the actual seconds; this script prints them with the ratio estimate / actual.
+
+    python bench/estimates.py demo  --out /tmp/est   # examples/scifact-mini, bounded options
+    python bench/estimates.py short --out /tmp/est   # SciFact claims vs titles only (built here)
+    python bench/estimates.py scifact --data ../shared/data/scifact --out /tmp/est
+    python bench/estimates.py --table --out /tmp/est # the table of every dataset run so far
+
+Run each dataset on its own (each is one ``honed run``; on a shared machine, under the lock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("baseline", "mine", "train", "evaluate")
+
+# Options that keep one run affordable on a 2-core CPU without bf16 (a cached_mnrl step of 64
+# SciFact rows takes ~100 s there): name -> (RunConfig overrides, TrainConfig overrides).
+OPTIONS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "demo": ({"max_train_queries": 96}, {"epochs": 1, "remine_epochs": 0, "batch_size": 16,
+                                         "mini_batch_size": 16}),
+    "short": ({}, {"epochs": 1, "remine_epochs": 1}),
+    "scifact": ({"max_train_queries": 128}, {"epochs": 1, "remine_epochs": 0, "batch_size": 16,
+                                             "mini_batch_size": 16}),
+}  # fmt: skip
+
+
+def make_short_set(scifact: Path, out: Path) -> Path:
+    """SciFact with the corpus cut to its titles (queries: the claims, qrels unchanged)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (scifact / "corpus.jsonl").open(encoding="utf-8") as src, (out / "corpus.jsonl").open(
+        "w", encoding="utf-8"
+    ) as dst:
+        for line in src:
+            doc = json.loads(line)
+            dst.write(json.dumps({"_id": doc["_id"], "title": "", "text": doc["title"]}) + "\n")
+    (out / "queries.jsonl").write_text(
+        (scifact / "queries.jsonl").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    (out / "qrels").mkdir(exist_ok=True)
+    for split in (scifact / "qrels").glob("*.tsv"):
+        (out / "qrels" / split.name).write_text(split.read_text(encoding="utf-8"), "utf-8")
+    return out
+
+
+def _data(name: str, args: argparse.Namespace) -> Path:
+    if name == "demo":
+        return REPO / "examples" / "scifact-mini"
+    scifact = Path(args.data)
+    return make_short_set(scifact, Path(args.out) / "scifact-titles") if name == "short" else scifact
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from honed.pipeline.config import RunConfig
+    from honed.pipeline.runner import run_pipeline
+
+    run_over, train_over = OPTIONS[name]
+    out = Path(args.out) / f"run-{name}"
+    config = RunConfig(data=str(_data(name, args)), out=str(out), overwrite=True, cache_dir=None)
+    config = replace(config, training=replace(config.training, **train_over), **run_over)
+    run_pipeline(config, notify=lambda m: print(f"[honed] {m}", file=sys.stderr, flush=True))
+    status = json.loads((out / "status.json").read_text(encoding="utf-8"))
+    record = {
+        "dataset": name,
+        "options": {**run_over, **train_over},
+        "estimates": status["estimates"],
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.processor() or platform.machine()}, {_cores()} cores",
+    }
+    (Path(args.out) / f"bench-{name}.json").write_text(json.dumps(record, indent=1), "utf-8")
+    return record
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """Markdown: per dataset and stage, estimate, corrected, actual and estimate / actual."""
+    lines = [
+        "| dataset | options | stage | estimate s | corrected s | actual s | estimate / actual |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for record in records:
+        options = ", ".join(f"{k}={v}" for k, v in record["options"].items())
+        for stage in STAGES:
+            r = record["estimates"].get(stage, {})
+            est, cor, act = r.get("estimate_seconds"), r.get("corrected_seconds"), r.get(
+                "actual_seconds"
+            )
+            ratio = f"{est / act:.2f}" if est is not None and act else ""
+            lines.append(
+                f"| {record['dataset']} | {options} | {stage} | {est} | {cor or ''} | {act} | "
+                f"{ratio} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", nargs="?", choices=sorted(OPTIONS))
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "scifact"))
+    parser.add_argument("--out", default="runs/bench-estimates")
+    parser.add_argument("--table", action="store_true", help="print the table of saved runs")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.dataset:
+        run_one(args.dataset, args)
+    saved = [json.loads(p.read_text("utf-8")) for p in sorted(Path(args.out).glob("bench-*.json"))]
+    print(table(saved))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""One cost model of ``honed run``: seconds per stage from token lengths, a probe and step counts.
+
+Three inputs, all measured on this run before its first expensive step:
+
+* :class:`Lengths`: the token lengths of a sample of the documents and of the queries, with
+  the model's tokenizer, truncated at its ``max_seq_length``;
+* :class:`Rates`: seconds per padded token and per batch of a forward pass (encoding) and of a
+  forward+backward pass (training), timed by :mod:`honed.pipeline.speed_probe` on real texts of
+  this model on this device;
+* :class:`Workload`: how many texts each stage encodes and how many steps it trains.
+
+The fixed per-step cost that made short texts train as slowly as long ones is padding: the
+trainer tokenizes each column of a batch padded to its longest text, and the cached loss cuts
+mini-batches of ``mini_batch_size`` texts, each padded to its own longest. The cost of a step
+is set by the *maximum* length of each mini-batch, not the mean: one long text among 32 short
+ones makes all 32 long. So a step is costed from mini-batches drawn at random from the length
+sample (``DRAWS`` seeded draws), while encoding, which sentence-transformers sorts by length,
+pays little padding and is costed on the sorted lengths.
+
+Everything here is arithmetic (no torch): the budget planner (:mod:`honed.pipeline.budget`) calls
+it many times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from honed.training.config import LossName, TrainConfig
+
+__all__ = ["Lengths", "Rates", "StageCosts", "TrainCost", "Workload", "encode_seconds",
+           "estimate_stages", "train_step_seconds"]  # fmt: skip
+
+DRAWS = 64  # random batches drawn to average a step's padded length; seeded: estimates repeat
+# A checkpoint per epoch writes the weights and AdamW's two moments (3 x the fp32 weights);
+# 200 MB/s is a conservative local-disk write rate (the checkpoint is ~1-3% of an epoch).
+CHECKPOINT_BYTES_PER_SECOND = 200e6
+# The short stages are mostly numpy and Python work around the encoder, priced per item from the
+# two bench/estimates.py runs (the demo: 1,500 documents; the short-text set: 5,183) on a 2-core
+# AMD EPYC CPU, and scaled by this machine's measured score time against that CPU's (REF_SCORE).
+# They are fitted to those runs: SciFact is the check that was not fitted.
+REF_SCORE = 13.8e-9  # seconds per (query, document) score on the profiled CPU
+MINE_SCORE = 25  # mining's candidate search, filters and rows per (query, document), in scores
+PLANNER_FIXED = 2.2  # index planner: 4.8 s for 1,500 documents, 11.2 s for 5,183 (index builds)
+PLANNER_DOC = 1.74e-3  # ... per document
+EVIDENCE_DRAW = 1.0e-6  # significance tests per (resample, test query): ~2.9 s for 10,000 x 300
+BASELINE_OTHER = 2.5  # seconds: BM25 index and runs, leakage check, metrics (2.1 s for 5,183)
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Token lengths (special tokens included) of sampled documents and queries, truncated."""
+
+    docs: tuple[int, ...]
+    queries: tuple[int, ...]
+    max_seq_length: int  # the model's own: what the baseline encodes at
+
+    def __post_init__(self) -> None:
+        if not self.docs or not self.queries or min(self.docs + self.queries) < 1:
+            raise ValueError(
+                f"lengths: expected positive token counts for documents and queries, got "
+                f"{len(self.docs)} and {len(self.queries)} values"
+            )
+
+    def truncated(self, max_seq_length: int | None) -> Lengths:
+        """The lengths as ``--max-seq-length`` would leave them (None: unchanged)."""
+        if max_seq_length is None or max_seq_length >= self.max_seq_length:
+            return self
+        return Lengths(
+            tuple(min(n, max_seq_length) for n in self.docs),
+            tuple(min(n, max_seq_length) for n in self.queries),
+            max_seq_length,
+        )
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Seconds measured by the probe: a pass costs ``per_batch + per_token x padded tokens``."""
+
+    encode_token: float  # forward, no gradients (encoding; the cached loss's first pass)
+    encode_batch: float
+    train_token: float  # forward + backward with gradients
+    train_batch: float
+    optimizer_step: float  # one AdamW step over the model's weights
+    score: float  # one (query, document) dot product and its share of a top-k (mining)
+    parameter_bytes: int  # fp32 weights: what a checkpoint writes (x3)
+
+    @property
+    def machine(self) -> float:
+        """This CPU's speed relative to the profiled one (> 1: slower), for the per-item costs."""
+        return self.score / REF_SCORE
+
+    def scaled(self, factor: float) -> Rates:
+        """Every time x ``factor`` (a run measured ``factor`` slower than the probe)."""
+        return replace(
+            self,
+            encode_token=self.encode_token * factor,
+            encode_batch=self.encode_batch * factor,
+            train_token=self.train_token * factor,
+            train_batch=self.train_batch * factor,
+            optimizer_step=self.optimizer_step * factor,
+            score=self.score * factor,
+        )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the run encodes and trains on (counts before any budget cut)."""
+
+    n_docs: int
+    n_queries: int  # all queries the baseline encodes (train, dev, test)
+    train_queries: int  # training queries with a positive
+    train_pairs: int  # (query, positive) pairs: one training row each
+    dev_queries: int
+    test_queries: int
+    docs_cached: int = 0  # base-model encodings already on disk: the baseline skips them
+    queries_cached: int = 0
+
+    def sampled(self, max_train_queries: int | None) -> Workload:
+        """The workload with a sample of ``max_train_queries`` training queries (same pairs/query)."""
+        if max_train_queries is None or max_train_queries >= self.train_queries:
+            return self
+        pairs = round(self.train_pairs * max_train_queries / self.train_queries)
+        return replace(self, train_queries=max_train_queries, train_pairs=max(1, pairs))
+
+
+@dataclass(frozen=True)
+class TrainCost:
+    """The training stage: ``steps`` optimizer steps at ``step`` s, plus everything else."""
+
+    step: float  # seconds per step (both rounds share the batch shape)
+    steps: int  # first round and second round together
+    other: float  # dev evaluations, checkpoints, the second round's encodings and mining
+
+    @property
+    def seconds(self) -> float:
+        return self.step * self.steps + self.other
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """Seconds per stage of ``honed run``, as estimated; ``train`` keeps its parts."""
+
+    baseline: float
+    mine: float
+    train: TrainCost
+    evaluate: float
+    parts: dict[str, float] = field(default_factory=dict)  # named terms, for the detail line
+
+    def seconds(self) -> dict[str, float]:
+        return {
+            "baseline": self.baseline,
+            "mine": self.mine,
+            "train": self.train.seconds,
+            "evaluate": self.evaluate,
+        }
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds().values())
+
+
+def encode_seconds(lengths: Sequence[int], n_texts: int, batch_size: int, rates: Rates) -> float:
+    """Seconds to encode ``n_texts`` texts whose lengths are distributed like ``lengths``.
+
+    sentence-transformers sorts the texts by length (longest first) and pads each batch to its
+    first text, so a batch costs its size x the length at its start in the sorted order: the
+    quantile of the sample at that position.
+
+    Example:
+        >>> r = Rates(1e-4, 1e-3, 3e-4, 1e-3, 0.0, 1e-9, 1)
+        >>> round(encode_seconds([10, 20], 4, 2, r), 5)  # 4 texts at 20, 16.7, 13.3, 10 tokens
+        0.00867
+    """
+    if n_texts <= 0:
+        return 0.0
+    starts = np.arange(0, n_texts, batch_size)  # (n_batches,) first position of each batch
+    sizes = np.minimum(batch_size, n_texts - starts)  # (n_batches,)
+    ordered = np.sort(np.asarray(lengths, dtype=float))[::-1]  # longest first
+    positions = starts / max(n_texts - 1, 1) * (len(ordered) - 1)
+    padded = np.interp(positions, np.arange(len(ordered)), ordered)  # (n_batches,)
+    return float(len(starts) * rates.encode_batch + (sizes * padded).sum() * rates.encode_token)
+
+
+def _padded_tokens(lengths: Sequence[int], batch: int, mini: int, seed: int) -> tuple[float, int]:
+    """Mean padded tokens of one column of ``batch`` random texts cut in ``mini``-text pieces."""
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(np.asarray(lengths), size=(DRAWS, batch))  # (DRAWS, batch)
+    total = np.zeros(DRAWS)
+    for begin in range(0, batch, mini):
+        piece = draws[:, begin : begin + mini]  # (DRAWS, <= mini)
+        total += piece.max(axis=1) * piece.shape[1]  # each piece padded to its longest text
+    return float(total.mean()), math.ceil(batch / mini)
+
+
+def train_step_seconds(
+    lengths: Lengths, config: TrainConfig, negatives: int, rates: Rates, batch: int | None = None
+) -> float:
+    """Seconds of one optimizer step of ``config``'s loss on rows with ``negatives`` negatives.
+
+    Columns: anchor (query lengths), positive and each negative (document lengths), each of
+    ``batch`` texts. cached_mnrl embeds every column twice in mini-batches (no gradients, then
+    with gradients and backward); mnrl and triplet once, the whole column at a time; gist adds
+    its guide model's forward pass. Triplet and gist train on one negative per row.
+    """
+    batch = batch or config.batch_size
+    loss = config.loss
+    doc_columns = 1 + (1 if loss in (LossName.TRIPLET, LossName.GIST) else negatives)
+    cached = loss is LossName.CACHED_MNRL
+    mini = config.mini_batch_size if cached else batch
+    seconds = rates.optimizer_step
+    for column_lengths, count in ((lengths.queries, 1), (lengths.docs, doc_columns)):
+        tokens, pieces = _padded_tokens(column_lengths, batch, mini, config.seed)
+        grad = pieces * rates.train_batch + tokens * rates.train_token
+        nograd = pieces * rates.encode_batch + tokens * rates.encode_token
+        seconds += count * (grad + (nograd if cached or loss is LossName.GIST else 0.0))
+    return seconds
+
+
+def _steps(rows: int, config: TrainConfig, epochs: int) -> int:
+    return epochs * max(1, math.ceil(rows / config.batch_size))
+
+
+def _dev_eval(lengths: Lengths, work: Workload, batch: int, rates: Rates) -> float:
+    """One dev evaluation: the corpus and the dev queries encoded by the model in training."""
+    return (
+        encode_seconds(lengths.docs, work.n_docs, batch, rates)
+        + encode_seconds(lengths.queries, work.dev_queries, batch, rates)
+        + work.dev_queries * work.n_docs * rates.score
+    )
+
+
+def _mining(work: Workload, rates: Rates) -> float:
+    return work.train_queries * work.n_docs * rates.score * MINE_SCORE
+
+
+def _train_cost(
+    lengths: Lengths, work: Workload, config: TrainConfig, negatives: int, rates: Rates,
+    encode_batch: int,
+) -> tuple[TrainCost, dict[str, float]]:  # fmt: skip
+    tuned = lengths.truncated(config.max_seq_length)
+    step = train_step_seconds(tuned, config, negatives, rates)
+    rows = work.train_pairs * (negatives if config.loss in (LossName.TRIPLET, LossName.GIST) else 1)
+    epochs = config.epochs + config.remine_epochs
+    evaluation = _dev_eval(tuned, work, encode_batch, rates)
+    checkpoint = 3 * rates.parameter_bytes / CHECKPOINT_BYTES_PER_SECOND
+    round2 = 0.0
+    if config.remine_epochs:  # encode the training queries with the tuned model, then mine
+        # The corpus is not encoded again: the kept epoch's dev evaluation left its encoding in
+        # the cache (same weights, same fingerprint), and the final evaluation finds it too.
+        round2 = (
+            encode_seconds(tuned.queries, work.train_queries, encode_batch, rates)
+            + _mining(work, rates)
+        )
+    parts = {"step": step, "dev_evaluation": evaluation, "checkpoint": checkpoint,
+             "round2_mining": round2}  # fmt: skip
+    other = epochs * (evaluation + checkpoint) + round2
+    steps = _steps(rows, config, config.epochs) + _steps(rows, config, config.remine_epochs)
+    return TrainCost(step=step, steps=steps, other=other), parts
+
+
+def estimate_stages(
+    lengths: Lengths,
+    work: Workload,
+    rates: Rates,
+    config: TrainConfig,
+    *,
+    negatives: int,
+    encode_batch: int,
+    n_resamples: int = 10_000,
+) -> StageCosts:
+    """Seconds of the baseline, mining, training and evaluation stages of ``honed run``.
+
+    Baseline: the documents and queries not yet on disk, at the model's own length. Mining: every
+    training query scored against every document. Training: steps x the step time, plus per
+    epoch a dev evaluation (corpus + dev queries re-encoded by the model in training) and a
+    checkpoint; the second round encodes the training queries with the tuned model and mines again.
+    Evaluation: the test queries (the kept epoch's corpus encoding is the dev evaluation's, in
+    memory), the index planner and the significance tests. Mining, the planner and the tests are
+    priced per item (``MINE_SCORE``, ``PLANNER_DOC``, ``EVIDENCE_DRAW``), scaled to this CPU.
+
+    Example:
+        >>> r = Rates(1e-4, 1e-3, 3e-4, 1e-3, 0.01, 1e-9, 90_000_000)
+        >>> w = Workload(1000, 300, 200, 250, 30, 70)
+        >>> costs = estimate_stages(Lengths((200,), (20,), 256), w, r, TrainConfig(), negatives=3,
+        ...                         encode_batch=64)
+        >>> costs.train.steps  # 5 epochs + 1 of the second round, 4 steps of 64 rows each
+        24
+    """
+    baseline = encode_seconds(
+        lengths.docs, work.n_docs - work.docs_cached, encode_batch, rates
+    ) + encode_seconds(lengths.queries, work.n_queries - work.queries_cached, encode_batch, rates)
+    baseline += BASELINE_OTHER * rates.machine
+    mine = _mining(work, rates)
+    train, parts = _train_cost(lengths, work, config, negatives, rates, encode_batch)
+    tuned = lengths.truncated(config.max_seq_length)
+    around = PLANNER_FIXED + PLANNER_DOC * work.n_docs
+    around += EVIDENCE_DRAW * n_resamples * work.test_queries
+    evaluate = encode_seconds(tuned.queries, work.test_queries, encode_batch, rates)
+    evaluate += around * rates.machine
+    return StageCosts(baseline, mine, train, evaluate, parts)

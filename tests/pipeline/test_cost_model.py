@@ -1,0 +1,179 @@
+"""The one cost model of ``honed run``: arithmetic, probe, corrections, and what a run records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from sentence_transformers import SentenceTransformer
+
+import honed.pipeline.run_estimates as run_estimates
+from honed.mining.config import MiningConfig
+from honed.pipeline.config import RunConfig
+from honed.pipeline.cost_model import (
+    BASELINE_OTHER,
+    Lengths,
+    Rates,
+    Workload,
+    encode_seconds,
+    estimate_stages,
+    train_step_seconds,
+)
+from honed.pipeline.runner import run_pipeline
+from honed.pipeline.speed_probe import measure_lengths, measure_rates
+from honed.training.config import TrainConfig
+
+RATES = Rates(
+    encode_token=1e-4, encode_batch=1e-2, train_token=3e-4, train_batch=2e-2,
+    optimizer_step=0.05, score=1e-9, parameter_bytes=90_000_000,
+)  # fmt: skip
+WORK = Workload(n_docs=5000, n_queries=1100, train_queries=800, train_pairs=900,
+                dev_queries=80, test_queries=300)  # fmt: skip
+
+
+def _lengths(docs: list[int], queries: tuple[int, ...] = (20,) * 10) -> Lengths:
+    return Lengths(tuple(docs), queries, 256)
+
+
+def test_encoding_grows_with_texts_and_tokens() -> None:
+    short, long = _lengths([30] * 100), _lengths([250] * 100)
+    assert encode_seconds(short.docs, 0, 64, RATES) == 0.0
+    assert encode_seconds(short.docs, 640, 64, RATES) < encode_seconds(long.docs, 640, 64, RATES)
+    assert encode_seconds(long.docs, 640, 64, RATES) < encode_seconds(long.docs, 1280, 64, RATES)
+    # 10 batches of 64 texts of 250 tokens: 10 x (per batch + 64 x 250 x per token)
+    expected = 10 * (RATES.encode_batch + 64 * 250 * RATES.encode_token)
+    assert encode_seconds(long.docs, 640, 64, RATES) == pytest.approx(expected)
+
+
+def test_a_few_long_texts_make_every_training_step_long_but_not_the_encoding() -> None:
+    """The fixed per-step cost: each mini-batch is padded to its longest text."""
+    mixed = _lengths([20] * 95 + [256] * 5)  # mean 32 tokens, 5% at the maximum
+    short, long = _lengths([20] * 100), _lengths([256] * 100)
+    config = TrainConfig()
+    step = {name: train_step_seconds(lengths, config, 3, RATES)
+            for name, lengths in (("mixed", mixed), ("short", short), ("long", long))}  # fmt: skip
+    assert step["mixed"] > 0.6 * step["long"] > step["short"]
+    encode = {name: encode_seconds(lengths.docs, 5000, 64, RATES)
+              for name, lengths in (("mixed", mixed), ("long", long))}  # fmt: skip
+    assert encode["mixed"] < 0.3 * encode["long"]  # sorted by length: little padding
+
+
+def test_cached_loss_pays_a_no_gradient_pass_that_mnrl_does_not() -> None:
+    lengths = _lengths([100] * 50)
+    cached = train_step_seconds(lengths, TrainConfig(loss="cached_mnrl"), 3, RATES)
+    mnrl = train_step_seconds(lengths, TrainConfig(loss="mnrl"), 3, RATES)
+    assert cached > mnrl
+
+
+def test_stages_count_steps_rounds_and_lengths() -> None:
+    lengths = _lengths([200] * 50)
+    costs = estimate_stages(lengths, WORK, RATES, TrainConfig(), negatives=3, encode_batch=64)
+    assert costs.train.steps == 6 * 15  # (5 epochs + 1 second-round epoch) x ceil(900 / 64)
+    no_round = estimate_stages(lengths, WORK, RATES, TrainConfig(remine_epochs=0), negatives=3,
+                               encode_batch=64)  # fmt: skip
+    assert no_round.train.steps == 5 * 15 and no_round.train.seconds < costs.train.seconds
+    short = estimate_stages(lengths, WORK, RATES, TrainConfig(max_seq_length=64), negatives=3,
+                            encode_batch=64)  # fmt: skip
+    assert short.train.seconds < costs.train.seconds
+    assert short.baseline == costs.baseline  # the baseline encodes at the model's own length
+    cached = estimate_stages(lengths, replace(WORK, docs_cached=5000, queries_cached=1100), RATES,
+                             TrainConfig(), negatives=3, encode_batch=64)  # fmt: skip
+    # Nothing to encode: only BM25, the leakage check and metrics remain.
+    assert cached.baseline == pytest.approx(BASELINE_OTHER * RATES.machine)
+    assert cached.baseline < costs.baseline
+
+
+def test_sampled_workload_keeps_pairs_per_query() -> None:
+    sampled = WORK.sampled(400)
+    assert (sampled.train_queries, sampled.train_pairs) == (400, 450)
+    assert WORK.sampled(None) == WORK and WORK.sampled(10_000) == WORK
+
+
+def test_lengths_refuse_empty_samples() -> None:
+    with pytest.raises(ValueError, match="lengths: expected positive token counts"):
+        Lengths((), (3,), 256)
+
+
+def test_probe_measures_and_leaves_the_model_as_it_was(tiny_model_path: Path) -> None:
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    docs = [f"document {i} " + "word " * (i % 40) for i in range(60)]
+    lengths = measure_lengths(model, docs, ["a short query"] * 5, seed=0)
+    assert lengths.max_seq_length == model.max_seq_length
+    assert max(lengths.docs) <= model.max_seq_length and min(lengths.queries) >= 3
+    rates = measure_rates(model, docs, lengths, TrainConfig(precision="fp32"), "fp32")
+    assert rates.encode_token > 0 and rates.train_token > 0 and rates.optimizer_step > 0
+    assert not model.training
+    assert all((before[k] == v).all() for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_step_clock_reports_once_after_the_warm_up_step() -> None:
+    reports: list[tuple[float, int]] = []
+    clock = run_estimates.StepClock(lambda per_step, left: reports.append((per_step, left)))
+    for step in range(1, 7):
+        clock.on_step_end(None, SimpleNamespace(global_step=step, max_steps=10), None)
+    assert len(reports) == 1
+    per_step, left = reports[0]
+    assert per_step >= 0 and left == 10 - (run_estimates.CLOCK_STEPS + 1)
+
+
+def _config(data: Path, out: Path, model: Path, **kw: object) -> RunConfig:
+    return RunConfig(
+        data=str(data), out=str(out), base_model=str(model), dev_fraction=0.25,
+        min_dev_queries=4, precision="fp32", bm25=False, cache_dir=None,
+        mining=MiningConfig(num_negatives=2, depth=10),
+        training=TrainConfig(epochs=3, batch_size=4, mini_batch_size=2, precision="fp32",
+                             dims=(32, 16, 8)),
+        **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_run_with_a_budget_records_plan_estimates_and_actuals(
+    mini_beir: Path, tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_estimates, "LONG_RUN_SECONDS", 0.0)  # the warning: not with a budget
+    messages: list[str] = []
+    out = tmp_path / "run"
+    # A budget far below what 3 epochs cost: the plan cuts and says what it kept.
+    result = run_pipeline(_config(mini_beir, out, tiny_model_path, time_budget=1e-3),
+                          notify=messages.append)  # fmt: skip
+    saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    plan = saved["budget_plan"]
+    assert plan["budget_seconds"] == 1e-3 and plan["sentence"].startswith("budget 0 s: 1 epoch")
+    assert saved["time_budget"] == 1e-3
+    assert saved["training"]["epochs"] == plan["knobs"]["epochs"] == 1
+    assert saved["training"]["remine_epochs"] == 0
+    assert saved["max_train_queries"] == plan["knobs"]["max_train_queries"]
+    assert result.budget == plan and result.training["config"]["epochs"] == 1
+    first = next(i for i, m in enumerate(messages) if m.startswith("baseline: encoding"))
+    assert any(m.startswith("budget 0 s:") for m in messages[:first])
+    assert any(m.startswith("estimates: baseline ~") for m in messages[:first])
+    assert not any("--time-budget" in m for m in messages)
+    status = json.loads((out / "status.json").read_text(encoding="utf-8"))
+    assert set(status["estimates"]) == {"baseline", "mine", "train", "evaluate"}
+    for stage, record in status["estimates"].items():
+        assert record["estimate_seconds"] >= 0
+        assert record["actual_seconds"] == round(status["timings"][stage], 1)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| stage | seconds | estimated | corrected |" in report
+    assert plan["sentence"] in report
+
+
+@pytest.mark.slow
+def test_a_long_run_names_the_budget_option(
+    mini_beir: Path, tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_estimates, "LONG_RUN_SECONDS", 0.0)
+    messages: list[str] = []
+    config = _config(mini_beir, tmp_path / "run", tiny_model_path)
+    config = replace(config, training=replace(config.training, epochs=1, remine_epochs=0))
+    run_pipeline(config, notify=messages.append)
+    first = next(i for i, m in enumerate(messages) if m.startswith("baseline: encoding"))
+    warning = [m for m in messages[:first] if "more than an hour" in m]
+    assert len(warning) == 1 and "--time-budget" in warning[0]
