@@ -50,6 +50,9 @@ class RunConfig:
     corpus_pairs: float = 0.0
     # Queries written by an LLM behind an OpenAI-compatible endpoint (honed.mining.qgen); None = off.
     qgen: QueryGenConfig | None = None
+    # Train on a seeded sample of this many training queries (after the dev split is carved, so
+    # dev and test stay whole); None = all. Training time is about proportional to it.
+    max_train_queries: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))
@@ -66,6 +69,12 @@ class RunConfig:
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples: expected at least 100, got {self.n_resamples}")
         resolve_cache_dir(self.cache_dir)  # raises on ''
+        n = self.max_train_queries
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(
+                f"max_train_queries: expected a positive integer (training queries to sample) or "
+                f"None for all, got {n!r}; fix: pass --max-train-queries 1 or more, or leave it out"
+            )
         if not 0.0 <= self.corpus_pairs <= 100.0:
             raise ValueError(
                 f"corpus_pairs: expected a ratio in [0, 100] (self-supervised rows per labelled "

@@ -25,3 +25,5 @@ class RunResult:
     environment: dict[str, str]
     evidence: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] = field(default_factory=dict)  # the budget planner; {} in older runs
+    # 1 + the times the run was resumed; ``timings`` add up every session's seconds per stage.
+    sessions: int = 1

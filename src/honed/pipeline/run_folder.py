@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from honed.data.beir import BeirData
+from honed.data.splits import Splits, positives_only
 from honed.files import clear_folder, folder_lock, is_leftover, refuse_existing, sha256_file
 from honed.types import Qrels
 
-__all__ = ["data_summary", "environment", "prepare_run_dir", "run_lock"]
+__all__ = ["data_summary", "environment", "prepare_run_dir", "run_lock", "train_sample"]
 
 def _is_run_folder(path: Path) -> bool:
     config = path / "config.json"
@@ -80,6 +81,16 @@ def data_summary(
         },
     }
 
+
+
+def train_sample(full: Splits, sampled: Splits, config: Any) -> dict[str, Any]:
+    """What ``--max-train-queries`` did, for data.json and the report: asked, available, kept."""
+    return {
+        "max_train_queries": config.max_train_queries,
+        "seed": config.seed,
+        "available": len(positives_only(full.train)),
+        "kept": len(positives_only(sampled.train)),
+    }
 
 
 def environment() -> dict[str, str]:

@@ -10,9 +10,12 @@ trained: it is the run's most expensive artifact. The work of each stage lives i
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 from honed import __version__
 from honed.data.beir import load_beir
 from honed.data.plan import plan_run
-from honed.data.splits import positives_only
+from honed.data.splits import positives_only, sample_train
 from honed.encoding.dims import resolve_dims
 from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.encoder import (
@@ -32,15 +35,24 @@ from honed.encoding.encoder import (
 )
 from honed.evaluation.runs import bm25_runs, dense_runs, encode_queries, metrics_of
 from honed.files import check_unlocked, write_json
+from honed.pipeline.clock import StageClock
 from honed.pipeline.config import Notify, RunConfig
 from honed.pipeline.estimates import estimate_mining, estimate_training
 from honed.pipeline.explorer_data import write_explorer, write_mining_samples
 from honed.pipeline.extra_rows import BaseEncoding, add_corpus_pairs, add_generated_queries
 from honed.pipeline.final import EvidenceInputs, evidence, hybrid_runs, plan_section
+from honed.pipeline.long_run import long_run_notice
 from honed.pipeline.resources import ResourceEstimate, check, peak_memory, reset_peak
 from honed.pipeline.results import RunResult
+from honed.pipeline.resume_changes import Change, apply_changes, change_record, plan_resume
 from honed.pipeline.rounds import SecondRound, second_round
-from honed.pipeline.run_folder import data_summary, environment, prepare_run_dir, run_lock
+from honed.pipeline.run_folder import (
+    data_summary,
+    environment,
+    prepare_run_dir,
+    run_lock,
+    train_sample,
+)
 from honed.pipeline.stages import (
     check_inputs_unchanged,
     known_positives,
@@ -72,15 +84,21 @@ def run_pipeline(config: RunConfig, notify: Notify | None = None) -> RunResult:
     return _Runner(config, notify or (lambda message: None)).execute()
 
 
-def resume_pipeline(run_dir: str | Path, notify: Notify | None = None) -> RunResult:
+def resume_pipeline(
+    run_dir: str | Path, notify: Notify | None = None, changes: Mapping[str, Any] | None = None
+) -> RunResult:
     """Continue an interrupted ``honed run`` from its last completed stage or checkpoint.
 
-    Load, baseline and mining are recomputed (deterministic, about a minute); training continues
-    from the newest complete epoch checkpoint; a saved model is not trained again.
+    Load, baseline and mining are recomputed (deterministic, the baseline read back from the
+    embedding cache); training continues from the newest complete epoch checkpoint; a saved
+    model is not trained again. ``changes`` (dotted setting -> value, e.g.
+    ``{"training.epochs": 1}``) are applied when safe (:mod:`honed.pipeline.resume_changes`),
+    said through ``notify`` and recorded in ``config.json``; otherwise the resume is refused.
 
     Raises:
         FileNotFoundError: ``run_dir`` has no ``config.json`` (not a honed run folder).
-        ValueError: an input file changed since the run started (its sha256 differs).
+        ValueError: an input file changed since the run started (its sha256 differs); a change
+            that cannot be applied on resume (names it and the fix).
         FolderLockedError: another process is running or resuming ``run_dir``.
     """
     run_dir = Path(run_dir)
@@ -92,8 +110,12 @@ def resume_pipeline(run_dir: str | Path, notify: Notify | None = None) -> RunRes
             "fix: pass the --out folder of an earlier `honed run`"
         )
     values = json.loads(config_path.read_text(encoding="utf-8"))
+    plan = plan_resume(run_dir, values, changes or {})  # refuses before anything is written
+    values = apply_changes(values, plan.applied)
     config = RunConfig.from_dict({**values, "out": str(run_dir), "overwrite": False})
-    return _Runner(config, notify or (lambda message: None), resume=True).execute()
+    runner = _Runner(config, notify or (lambda message: None), resume=True)
+    runner.changes = plan.applied
+    return runner.execute()
 
 
 class _Runner:
@@ -101,7 +123,6 @@ class _Runner:
 
     def __init__(self, config: RunConfig, say: Notify, resume: bool = False) -> None:
         self.config, self.say, self.resume = config, say, resume
-        self.timings: dict[str, float] = {}
         self.completed: list[str] = []
         self.cache = EmbeddingCache(
             batch_size=config.encode_batch_size,
@@ -109,6 +130,8 @@ class _Runner:
             directory=resolve_cache_dir(config.cache_dir),  # base model encodings, across runs
         )
         self.estimates: dict[str, dict[str, Any]] = {}  # stage -> estimate, then the actual
+        self._status: dict[str, Any] = {"completed": [], "estimates": {}}
+        self.changes: tuple[Change, ...] = ()  # settings a resume changed (resume_changes)
         self._watch: tuple[bool, float] = (False, 0.0)  # (peak window opened, start)
 
     # --- sequencing ---------------------------------------------------------------------------
@@ -116,13 +139,19 @@ class _Runner:
     def execute(self) -> RunResult:
         with run_lock(self.config.out):  # held to the end: a second run or resume is refused
             self._open_folder()
-            for stage in STAGES:
-                start = time.perf_counter()
-                getattr(self, f"stage_{stage}")()
-                self.timings[stage] = round(time.perf_counter() - start, 2)
-                self.completed.append(stage)
-                self._write_status()
-            result = replace(self.result, timings=self.timings)
+            with self.clock.heartbeat(self._beat):
+                try:
+                    for stage in STAGES:
+                        self.clock.start(stage)
+                        getattr(self, f"stage_{stage}")()
+                        self.clock.stop(stage)  # also self.timings[stage]
+                        self.completed.append(stage)
+                        self._write_status()
+                except BaseException:  # Ctrl-C included: the time spent so far is recorded
+                    with contextlib.suppress(OSError):
+                        self._beat()
+                    raise
+            result = replace(self.result, timings=self.timings, sessions=self.clock.sessions)
             write_json(self.out / "report.json", asdict(result))
         return result
 
@@ -138,6 +167,8 @@ class _Runner:
         else:
             self.out = prepare_run_dir(self.config.out, self.config.overwrite)
             self.previous = {}
+        self.clock = StageClock(self.previous)  # seconds per stage, earlier sessions included
+        self.timings = self.clock.timings
         self.device = resolve_device(self.config.device)
         self.base_path = resolve_model_name(self.config.base_model)
         self.resolved = {
@@ -149,12 +180,27 @@ class _Runner:
         }
         if not self.resume:
             write_json(self.out / "config.json", self.resolved)
+        else:  # under the run's lock: an applied change, and the history of them, recorded
+            before = json.loads((self.out / "config.json").read_text(encoding="utf-8"))
+            history = before.get("resume_changes", [])
+            if self.changes:
+                self.say("resume: applying " + ", ".join(c.describe() for c in self.changes))
+                history = [*history, change_record(self.changes)]
+            if history:
+                self.resolved["resume_changes"] = history
+            if self.changes:
+                write_json(self.out / "config.json", self.resolved)
 
     def _write_status(self) -> None:
-        write_json(
-            self.out / "status.json",
-            {"completed": self.completed, "timings": self.timings, "estimates": self.estimates},
-        )
+        # A copy: the heartbeat thread writes it again while the stages change the originals.
+        self._status = copy.deepcopy({"completed": self.completed, "estimates": self.estimates})
+        self._beat()
+
+    def _beat(self) -> None:
+        """status.json: the last recorded stages and estimates, the clock as of now."""
+        with self.clock.lock:
+            status = {**self._status, **self.clock.record()}
+            write_json(self.out / "status.json", status)
 
     def _guard(self, estimate: ResourceEstimate) -> None:
         """Print and record the estimate, refuse what cannot fit, and open the peak window."""
@@ -191,14 +237,17 @@ class _Runner:
         qids = sorted({q for split in data.splits for q in data.split(split)})
         self.q_base = encode_queries(self.cache, self.model, data, qids)
         leak = leakage_split(data, self.q_base, config.split_rule, config.allow_leakage)
-        self.train, self.dev, self.test = leak.splits.train, leak.splits.dev, leak.splits.test
+        splits = sample_train(leak.splits, config.max_train_queries, config.seed)  # dev intact
+        self.train, self.dev, self.test = splits.train, splits.dev, splits.test
         self.leakage = leak.record
         self.summary = data_summary(
             data, {"train": self.train, "dev": self.dev, "test": self.test},
             list(leak.splits.dropped),
         )
+        if config.max_train_queries is not None:
+            self.summary["train_sample"] = train_sample(leak.splits, splits, config)
         write_json(self.out / "data.json", {**self.summary, "leakage": self.leakage})
-        write_splits(self.out, leak.splits)
+        write_splits(self.out, splits)
         self.splits = {"dev": self.dev, "test": self.test}
         self.runs = {
             "base": dense_runs(self.q_base, self.base_docs, self.doc_ids, self.splits, self.dims)
@@ -265,7 +314,11 @@ class _Runner:
             f"{training.epochs} epochs)" + (f", resuming from {checkpoint.name}" if checkpoint else "")
         )
         eval_texts = len(self.doc_texts) + len(self.dev)
-        self._guard(estimate_training(self.model, self.mined.rows, training, eval_texts=eval_texts))
+        estimate = estimate_training(self.model, self.mined.rows, training, eval_texts=eval_texts)
+        notice = long_run_notice(estimate.seconds)  # says so, does not refuse
+        if notice is not None:
+            self.say(notice)
+        self._guard(estimate)
         guide = None
         if training.loss.value == "gist":
             guide = load_model(self.base_path, self.device, self.config.trust_remote_code)
@@ -275,7 +328,12 @@ class _Runner:
         positives = known_positives(self.data, self.train, self.mined.rows)
         self.trained = train_model(
             self.model, self.mined.rows, training, self.out / "checkpoints", evaluator, guide,
-            positives=positives, run=TrainRun(resume_from=checkpoint, keep_checkpoints=True),
+            positives=positives,
+            # Training time of the interrupted sessions counts in its seconds and rows/s.
+            run=TrainRun(
+                resume_from=checkpoint, keep_checkpoints=True,
+                earlier_seconds=self.clock.earlier_of("train"),
+            ),
         )
         if training.remine_epochs:
             inputs = SecondRound(

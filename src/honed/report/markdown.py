@@ -141,6 +141,17 @@ def _curve_table(training: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _sessions_note(sessions: int) -> str:
+    """Says that the seconds add up every session of a resumed run ('' for one session)."""
+    if sessions <= 1:
+        return ""
+    return (
+        f"The run took {sessions} sessions (resumed {sessions - 1} time"
+        f"{'s' if sessions > 2 else ''}): each stage's seconds add up what every session spent "
+        "in it, the interrupted ones included.\n\n"
+    )
+
+
 def render_markdown(run: RunResult) -> str:
     """The whole ``report.md``: verdict first, then tables, plots, mining, training, data, timings."""
     data, training, timings = run.data, run.training, run.timings
@@ -172,7 +183,8 @@ def render_markdown(run: RunResult) -> str:
         "## Time per stage\n\n| stage | seconds |\n|---|---:|\n"
         + "\n".join(f"| {k} | {v:.1f} |" for k, v in timings.items())
         + f"\n| **total** | {sum(timings.values()):.1f} |\n\n"
-        f"Texts encoded: {run.encode_stats['encoded']} of {run.encode_stats['requested']} requested "
+        + _sessions_note(getattr(run, "sessions", 1))
+        + f"Texts encoded: {run.encode_stats['encoded']} of {run.encode_stats['requested']} requested "
         "(the rest came from the embedding cache: each text is encoded once per model).",
         "## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in run.environment.items()),
     ]
@@ -297,6 +309,13 @@ def _data_section(data: Mapping[str, Any]) -> str:
         lines.append(
             f"\n{len(data['train_queries_dropped_as_leaked'])} training queries were also test queries "
             "and were dropped from training."
+        )
+    sample = data.get("train_sample")
+    if sample:
+        lines.append(
+            f"\nTrained on {sample['kept']:,} of {sample['available']:,} training queries with a "
+            f"positive (--max-train-queries {sample['max_train_queries']:,}, seed "
+            f"{sample['seed']}); dev and test are whole."
         )
     lines += [f"- warning: {w}" for w in data["warnings"]]
     return "\n".join(lines)
