@@ -17,6 +17,7 @@ import pytest
 
 from honed.cli.main import main
 from honed.encoding import batches
+from honed.pipeline.clock import StageClock
 from honed.pipeline.config import RunConfig
 from honed.pipeline.resume_changes import apply_changes, plan_changes
 from honed.training.config import TrainConfig
@@ -74,6 +75,42 @@ def test_fewer_epochs_than_a_checkpoint_holds_are_refused() -> None:
 
 def test_an_unknown_setting_is_refused() -> None:
     assert plan_changes(OLD, {"mining.seed": 1}, False).refused[0].option == "mining.seed"
+
+
+def test_every_run_option_maps_to_a_setting_with_a_rule() -> None:
+    from honed.cli.parser import build_parser
+    from honed.cli.run import DEST_FIELDS
+    from honed.pipeline.resume_changes import RULES
+
+    run = build_parser().parse_args(["run"])
+    dests = set(vars(run)) - {"command", "debug", "out", "resume"}
+    assert dests == set(DEST_FIELDS)
+    assert {DEST_FIELDS[d] for d in dests} <= set(RULES)
+
+
+def test_the_clock_adds_every_session_and_the_running_stage() -> None:
+    clock = StageClock({"completed": ["load"], "spent": {"load": 2.0, "train": 60.0},
+                        "sessions": 1})
+    clock.start("load")
+    assert clock.stop("load") >= 2.0 and clock.sessions == 2
+    clock.start("train")
+    record = clock.record()
+    assert record["running"]["stage"] == "train" and record["spent"]["train"] >= 60.0
+    assert record["timings"] == {"load": clock.timings["load"]}
+    assert StageClock({"timings": {"mine": 3.0}}).earlier_of("mine") == 3.0  # older status.json
+    assert StageClock({}).sessions == 1
+
+
+def test_the_heartbeat_writes_while_a_stage_runs() -> None:
+    import time
+
+    beats: list[float] = []
+    clock = StageClock({})
+    with clock.heartbeat(lambda: beats.append(time.monotonic()), every=0.01):
+        time.sleep(0.2)
+    count = len(beats)
+    time.sleep(0.05)
+    assert count >= 3 and len(beats) == count  # stopped with the block
 
 
 def test_max_train_queries_is_validated() -> None:

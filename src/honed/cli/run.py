@@ -23,10 +23,10 @@ def _say(message: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run (or resume) the pipeline; print the verdict, what was written and what to do next."""
-    from honed.pipeline.runner import resume_pipeline, run_pipeline  # imports torch
-
     if args.resume:
-        changes = resume_changes(args)  # before torch's work: a refusal comes at once
+        changes = resume_changes(args)  # bad values refused before torch is imported
+        from honed.pipeline.runner import resume_pipeline  # imports torch
+
         result = resume_pipeline(args.resume, notify=_say, changes=changes)
         args.out = args.resume
         return _print_run(args, result)
@@ -34,8 +34,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(
             "honed run needs DATA and --out RUN_DIR (or --resume RUN_DIR); see honed run --help"
         )
-    result = run_pipeline(run_config(args), notify=_say)
-    return _print_run(args, result)
+    config = run_config(args)  # refuses a bad option at once, before torch is imported
+    from honed.pipeline.runner import run_pipeline
+
+    return _print_run(args, run_pipeline(config, notify=_say))
 
 
 #: ``honed run`` option (argparse dest) -> the RunConfig setting it sets (dotted path).

@@ -151,7 +151,7 @@ class _Runner:
                     with contextlib.suppress(OSError):
                         self._beat()
                     raise
-            result = replace(self.result, timings=self.timings, sessions=self.clock.sessions)
+            result = replace(self.result, timings=self.timings)
             write_json(self.out / "report.json", asdict(result))
         return result
 
@@ -417,5 +417,6 @@ class _Runner:
             environment={**environment(), "base_fingerprint": self.base_fp},
             evidence=self.evidence,
             plan=self.plan,
+            sessions=self.clock.sessions,
         )
         write_report(self.result, Path(self.out))
