@@ -72,7 +72,7 @@ def test_encode_in_batches_returns_input_order_and_commits_every_batch() -> None
         progress=progress.append, commit=lambda pos, vec: commits.append(pos), commit_seconds=0,
     )
     assert vectors[:, 0].tolist() == [1, 4, 2, 3, 5]
-    assert commits == [[4, 1], [3, 2], [0]] and progress == [2, 2, 1]
+    assert commits == [[1, 4], [2, 3], [0]] and progress == [2, 2, 1]  # longest batch first
 
 
 def test_an_interrupted_loop_commits_what_it_finished_before_stopping() -> None:

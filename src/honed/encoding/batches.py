@@ -79,7 +79,8 @@ def encode_in_batches(
     if not texts:
         raise ValueError("texts: expected at least one text, got none")
     order = length_order(texts)
-    done: list[np.ndarray] = []  # per batch, in ``order``
+    done: list[np.ndarray] = []  # per batch
+    placed: list[int] = []  # the position in ``texts`` of each row of ``done``
     pending: tuple[list[int], list[np.ndarray]] = ([], [])
     last = time.monotonic()
 
@@ -91,9 +92,12 @@ def encode_in_batches(
 
     try:
         for start in range(0, len(order), batch_size):
-            positions = order[start : start + batch_size]
+            # Input order within the batch: one batch of all the texts is then exactly the call
+            # sentence-transformers would get without batching here, to the last bit.
+            positions = sorted(order[start : start + batch_size])
             vectors = np.asarray(encode([texts[i] for i in positions]))  # (batch, dim)
             done.append(vectors)
+            placed.extend(positions)
             pending[0].extend(positions)
             pending[1].append(vectors)
             if progress is not None:
@@ -103,9 +107,9 @@ def encode_in_batches(
                 last = time.monotonic()
     finally:
         flush()  # what was finished is kept, whatever stopped the loop
-    stacked = np.concatenate(done)  # (n, dim), in ``order``
+    stacked = np.concatenate(done)  # (n, dim), batch after batch
     result = np.empty_like(stacked)
-    result[np.asarray(order)] = stacked
+    result[np.asarray(placed)] = stacked
     return result
 
 
