@@ -48,6 +48,9 @@ OPTIONS = [
     ("run", "min_dev_queries", RunConfig, "min_dev_queries"),
     ("run", "seed", RunConfig, "seed"),
     ("run", "cache_dir", RunConfig, "cache_dir"),
+    # The single-stage commands share the run's cache default (RunConfig.cache_dir).
+    *[(c, "cache_dir", RunConfig, "cache_dir") for c in ("mine", "evaluate", "compare")],
+    ("diagnose", "cache_dir", DiagnoseConfig, "cache_dir"),
     ("run", "corpus_pairs", RunConfig, "corpus_pairs"),
     *[("mine", dest, cls, name) for dest, cls, name in MINING + MODEL],
     ("mine", "base", RunConfig, "base_model"),

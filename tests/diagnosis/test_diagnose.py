@@ -322,7 +322,7 @@ def test_mini_beir_has_too_few_pairs_and_encodes_the_corpus_once(
         return real(model, texts, *args, **kwargs)
 
     monkeypatch.setattr(honed.encoding.encoder, "encode_texts", counting)
-    d = diagnose(_config(mini_beir, tiny_model_path))
+    d = diagnose(_config(mini_beir, tiny_model_path, cache_dir=None))  # no texts from disk
     # 16 train queries: dev takes min(30, 16 - 1) = 15 of them, leaving one pair to train on.
     assert (d.size.train_pairs, d.size.dev_queries, d.size.documents) == (1, 15, 40)
     assert d.verdict is Verdict.NOT_RECOMMENDED

@@ -221,8 +221,10 @@ def test_resume_without_a_partial_builds_and_a_stranger_is_refused(
 # --------------------------------------------------------------------------- folder mechanics
 
 
-def _fake_encode(texts: list[str]) -> np.ndarray:
+def _fake_encode(texts: list[str], progress: Callable[[int], object] | None = None) -> np.ndarray:
     """Deterministic (n, 8) vectors from the texts' hashes: no model needed."""
+    if progress is not None:
+        progress(len(texts))
     seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "little") for t in texts]
     return np.stack([np.random.default_rng(s).standard_normal(8) for s in seeds])
 
@@ -342,6 +344,7 @@ def test_cli_resume_after_sigkill(
         "16",
         "--batch-size",
         "4",
+        "--no-cache",  # the partial folder alone (with the cache: the next test)
     ]
     script = KILL.format(module=module, name=name, call=call)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -360,3 +363,74 @@ def test_cli_resume_after_sigkill(
     for file in ("full.npy", "ids.json", "texts.jsonl", "short.npy"):
         assert (out / file).read_bytes() == (ref / file).read_bytes(), file
     assert not partial_path(out).exists()
+
+
+CACHED_KILL = """
+import os, signal, sys
+import honed.encoding.batches, honed.encoding.encoder as target
+honed.encoding.batches.COMMIT_SECONDS = 0.0  # commit every forward pass
+real, calls = target.encode_texts, []
+def killer(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+target.encode_texts = killer
+import honed.index.build
+honed.index.build.ENCODE_BATCH = 8  # 40 documents: 5 forward passes in one committed batch
+from honed.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_cli_index_killed_mid_batch_resumes_from_the_embedding_cache(
+    tiny_model_path: Path, mini_beir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The partial folder commits every --batch-size documents; the cache every forward pass."""
+    import honed.encoding.encoder
+
+    out, cache = tmp_path / "ix", tmp_path / "cache"
+    argv = ["index", str(tiny_model_path), str(mini_beir), "--shortlist-dim", "16",
+            "--out", str(out), "--cache-dir", str(cache)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", CACHED_KILL, *argv], env=env, capture_output=True)
+    assert proc.returncode == -9 and partial_rows(out) == (0, 40)  # nothing in the partial folder
+    texts: list[int] = []
+    real = honed.encoding.encoder.encode_texts
+
+    def counting(model: Any, batch: list[str], *args: Any, **kwargs: Any) -> np.ndarray:
+        texts.append(len(batch))
+        return real(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(honed.encoding.encoder, "encode_texts", counting)
+    monkeypatch.setattr(honed.index.build, "ENCODE_BATCH", 8)
+    assert main([*argv, "--resume"]) == 0
+    assert sum(texts) == 40 - 3 * 8  # the 3 forward passes done before the kill are not redone
+    capsys.readouterr()
+    reference = tmp_path / "ref"
+    assert main([*argv[:-4], "--out", str(reference), "--no-cache"]) == 0
+    for name in ("full.npy", "ids.json", "texts.jsonl", "short.npy"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_the_index_bar_moves_with_every_forward_pass(
+    tiny_model: SentenceTransformer, corpus: Docs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One committed batch of 40 documents, 5 forward passes of 8: the bar moves 5 times."""
+    import tqdm.auto
+
+    updates: list[int] = []
+
+    class Recording(tqdm.auto.tqdm):  # type: ignore[misc,name-defined]
+        def update(self, n: float | None = 1) -> bool | None:
+            if self.desc == "index":
+                updates.append(int(n or 0))
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    monkeypatch.setattr(honed.index.build, "ENCODE_BATCH", 8)
+    Index.build(tiny_model, *corpus, tmp_path / "ix", shortlist_dim=SD, batch_size=40,
+                show_progress_bar=True)
+    assert updates == [8, 8, 8, 8, 8]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from honed.cli.index import cache_dir_of
 from honed.mining.config import MiningConfig
 from honed.mining.qgen import QueryGenConfig
 from honed.pipeline.budget import parse_duration
@@ -99,11 +100,12 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         training=train_config(args),
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
-        cache_dir=None if args.no_cache else args.cache_dir,
+        cache_dir=cache_dir_of(args),
         corpus_pairs=args.corpus_pairs,
         qgen=qgen_config(args),
         encode_batch_size=args.encode_batch_size,
         time_budget=parse_duration(args.time_budget) if args.time_budget is not None else None,
+        max_train_queries=args.max_train_queries,
     )
 
 
@@ -120,4 +122,5 @@ def diagnose_config(args: argparse.Namespace) -> DiagnoseConfig:
         device=args.device,
         precision=args.precision,
         trust_remote_code=args.trust_remote_code,
+        cache_dir=cache_dir_of(args),
     )

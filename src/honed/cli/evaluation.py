@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from honed.cli.index import fusion_from_args
+from honed.cli.index import cache_dir_of, fusion_from_args
 from honed.encoding.distributed import is_main_process, world_size
 from honed.files import write_json
 
@@ -47,6 +47,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         precision=args.precision,
         trust_remote_code=args.trust_remote_code,
         batch_size=args.encode_batch_size,
+        cache_dir=cache_dir_of(args),
     )
     if not is_main_process():  # under torchrun: the first process prints and writes
         return 0
@@ -72,6 +73,7 @@ def _evaluate_hybrid(args: argparse.Namespace, fusion: Any) -> int:
         device=args.device,
         precision=args.precision,
         trust_remote_code=args.trust_remote_code,
+        cache_dir=cache_dir_of(args),
     )
     _print_metrics(result.metrics)
     chosen = result.fusion
@@ -114,6 +116,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         precision=args.precision,
+        cache_dir=cache_dir_of(args),
     )
     print(
         f"{args.split} split, paired bootstrap + randomization test, {args.n_resamples} resamples"

@@ -21,6 +21,7 @@ from honed.pipeline.config import RunConfig
 
 __all__ = [
     "INDEX_HANDLERS",
+    "add_cache_args",
     "add_fusion_args",
     "add_index_parsers",
     "add_model_args",
@@ -44,6 +45,24 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow a model's own Python code to run"
     )
+
+
+def add_cache_args(p: argparse.ArgumentParser) -> None:
+    """--cache-dir DIR / --no-cache: the on-disk embedding cache every corpus encoding goes through."""
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache-dir",
+        default=field_default(RunConfig, "cache_dir"),
+        help="on-disk cache of the embeddings, written as they are computed (an interrupted "
+        "encoding resumes) and reused across runs (default: $HONED_CACHE_DIR or "
+        "~/.cache/honed/embeddings)",
+    )
+    cache.add_argument("--no-cache", action="store_true", help="keep embeddings in memory only")
+
+
+def cache_dir_of(args: argparse.Namespace) -> str | None:
+    """The ``cache_dir`` setting of --cache-dir / --no-cache (None: memory only)."""
+    return None if args.no_cache else str(args.cache_dir)
 
 
 def add_fusion_args(p: argparse.ArgumentParser) -> None:
@@ -200,6 +219,7 @@ def _add_index(sub: Any) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted build of --out (OUT.partial)"
     )
+    add_cache_args(p)
     add_store_args(p, "then upload --out to this PostgreSQL + pgvector database (honed[pg])")
 
 
@@ -249,6 +269,25 @@ def _add_plan(sub: Any) -> None:
     add_model_args(p)
 
 
+def _index_cache(args: argparse.Namespace) -> Any:
+    """The disk cache an index build writes its vectors through as they are computed (or None).
+
+    Vectors reach the cache every few seconds, the index's own ``OUT.partial`` only every
+    ``--batch-size`` documents: a build interrupted between the two, run again with
+    ``--resume``, reads what it had from the cache. ``memory=False`` keeps memory bounded.
+    """
+    from honed.encoding.disk_cache import resolve_cache_dir
+    from honed.encoding.encoder import EmbeddingCache
+    from honed.index import build
+
+    folder = resolve_cache_dir(cache_dir_of(args))
+    if folder is None:
+        return None
+    return EmbeddingCache(
+        build.ENCODE_BATCH, args.encode_precision, directory=folder, memory=False
+    )
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from honed.data.corpus import corpus_file, read_corpus
     from honed.encoding.encoder import load_model, resolve_model_name
@@ -265,6 +304,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     name = str(Path(resolved).resolve()) if Path(resolved).exists() else resolved
     model = load_model(resolved, args.device)
     options: dict[str, Any] = {
+        "cache": _index_cache(args),
         "shortlist_dim": args.shortlist_dim,
         "precision": args.precision,
         "batch_size": args.batch_size,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from honed.cli.data import cmd_check, cmd_diagnose
 from honed.cli.evaluation import cmd_compare, cmd_evaluate
 from honed.cli.index import INDEX_HANDLERS
-from honed.cli.parser import build_parser
+from honed.cli.parser import build_parser, options_given
 from honed.cli.run import cmd_run
 from honed.cli.serve import cmd_serve
 from honed.cli.training import cmd_mine, cmd_report, cmd_train
@@ -51,7 +51,10 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``honed`` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.command == "run":  # --resume applies (or refuses) only the options written
+        args.given = options_given(argv)
     handler = HANDLERS[args.command]
     try:
         return int(handler(args) or 0)

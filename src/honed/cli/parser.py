@@ -8,10 +8,11 @@ Nothing here imports torch: the configs are plain dataclasses, and ``honed --hel
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from honed.cli.defaults import enum_values, field_default
-from honed.cli.index import add_fusion_args, add_index_parsers, add_model_args
+from honed.cli.index import add_cache_args, add_fusion_args, add_index_parsers, add_model_args
 from honed.cli.serve import add_serve_parser
 from honed.diagnosis.config import DiagnoseConfig
 from honed.mining.config import MiningConfig, SamplingStrategy
@@ -19,7 +20,7 @@ from honed.mining.qgen import QueryGenConfig
 from honed.pipeline.config import RunConfig
 from honed.training.config import LossName, TrainConfig
 
-__all__ = ["build_parser"]
+__all__ = ["build_parser", "options_given"]
 
 
 def _dims(text: str) -> tuple[int, ...]:
@@ -28,6 +29,31 @@ def _dims(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every ``honed`` command (the order here is the order of ``honed --help``)."""
+    return _build()[0]
+
+
+def options_given(argv: Sequence[str]) -> frozenset[str]:
+    """The options (argparse dests) written on the command line ``argv``, defaults left out.
+
+    ``honed run --resume RUN_DIR --epochs 5`` must apply ``--epochs 5`` even when 5 is the
+    default, and leave alone every option not written: so the command line is parsed a second
+    time with every default suppressed, which leaves only what was given.
+
+    Example:
+        >>> sorted(options_given(["run", "--resume", "runs/x", "--epochs", "5"]))
+        ['command', 'epochs', 'resume']
+    """
+    parser, sub = _build()
+    for command in [parser, *sub.choices.values()]:
+        # _actions is argparse's list of a parser's arguments (no public accessor); not
+        # set_defaults, whose parser-level defaults are always applied.
+        for action in command._actions:
+            action.default = argparse.SUPPRESS
+    return frozenset(vars(parser.parse_args(list(argv))))
+
+
+def _build() -> tuple[argparse.ArgumentParser, Any]:
+    """The parser and its subparsers action (whose ``choices`` are the command parsers)."""
     parser = argparse.ArgumentParser(
         prog="honed",
         description="Fine-tune a sentence-embedding model for retrieval in one domain.",
@@ -44,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_diagnose(sub)
     add_index_parsers(sub)
     add_serve_parser(sub)
-    return parser
+    return parser, sub
 
 
 def _add_run(sub: Any) -> None:
@@ -78,14 +104,7 @@ def _add_run(sub: Any) -> None:
         "second round, then a sample of the training queries, then a shorter max_seq_length; "
         "the plan is printed and written to config.json",
     )
-    cache = p.add_mutually_exclusive_group()
-    cache.add_argument(
-        "--cache-dir",
-        default=field_default(RunConfig, "cache_dir"),
-        help="on-disk cache of the base model's embeddings, reused across runs "
-        "(default: $HONED_CACHE_DIR or ~/.cache/honed/embeddings)",
-    )
-    cache.add_argument("--no-cache", action="store_true", help="keep embeddings in memory only")
+    add_cache_args(p)
     p.add_argument(
         "--corpus-pairs",
         type=float,
@@ -93,6 +112,14 @@ def _add_run(sub: Any) -> None:
         metavar="RATIO",
         help="add RATIO self-supervised rows per labelled row, cut from the corpus (title -> body, "
         "sentence -> rest; default 0: labelled rows only)",
+    )
+    p.add_argument(
+        "--max-train-queries",
+        type=int,
+        default=field_default(RunConfig, "max_train_queries"),
+        metavar="N",
+        help="train on a seeded sample of N training queries (dev and test stay whole); training "
+        "time is about proportional to N (default: all)",
     )
     _add_qgen_args(p)
     add_model_args(p)
@@ -112,6 +139,7 @@ def _add_compare(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=field_default(RunConfig, "seed"))
     p.add_argument("--out", help="write the comparisons as JSON here")
     add_model_args(p)
+    add_cache_args(p)
 
 
 def _add_check(sub: Any) -> None:
@@ -155,6 +183,7 @@ def _add_evaluate(sub: Any) -> None:
     )
     p.add_argument("--out", help="write the metrics as JSON here")
     add_model_args(p)
+    add_cache_args(p)
     _add_encode_batch_size(p)
 
 
@@ -169,6 +198,7 @@ def _add_mine(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=field_default(MiningConfig, "seed"))
     p.add_argument("--overwrite", action="store_true")
     add_model_args(p)
+    add_cache_args(p)
     _add_encode_batch_size(p)
     _add_mining_args(p)
 
@@ -220,6 +250,7 @@ def _add_diagnose(sub: Any) -> None:
     )
     p.add_argument("--out", help="also write the report (markdown) to this file")
     add_model_args(p)
+    add_cache_args(p)
 
 
 def _add_encode_batch_size(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from honed.cli.configs import mining_config, train_config
+from honed.cli.index import cache_dir_of
 from honed.encoding.distributed import is_main_process
 
 __all__ = ["cmd_mine", "cmd_report", "cmd_train"]
@@ -26,6 +27,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
         batch_size=args.encode_batch_size,
+        cache_dir=cache_dir_of(args),
     )
     if not is_main_process():  # under torchrun: the first process wrote the files and prints
         return 0

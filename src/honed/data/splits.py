@@ -16,7 +16,7 @@ it loads a model and again with the base model's near duplicates.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from honed.data.beir import BeirData
@@ -32,6 +32,7 @@ __all__ = [
     "positives_only",
     "require_positives",
     "require_splits",
+    "sample_train",
     "split_data",
 ]
 
@@ -265,3 +266,22 @@ def positives_only(qrels: Qrels) -> Qrels:
         for q, docs in qrels.items()
         if any(s >= 1 for s in docs.values())
     }
+
+
+def sample_train(splits: Splits, n: int | None, seed: int) -> Splits:
+    """``splits`` with a seeded sample of ``n`` of its training queries (all when None or fewer).
+
+    Drawn among the training queries with a positive (the others give no row), *after* the dev
+    split was carved, so dev and test are the same whatever ``n``: a smaller run is measured on
+    the same queries as a full one.
+
+    Example:
+        >>> full = Splits({"a": {"d": 1}, "b": {"d": 1}, "c": {"d": 0}}, {}, {}, ())
+        >>> sorted(sample_train(full, 1, 42).train), sorted(sample_train(full, None, 42).train)
+        (['a'], ['a', 'b', 'c'])
+    """
+    usable = sorted(positives_only(splits.train))
+    if n is None or n >= len(usable):
+        return splits
+    chosen = random.Random(seed).sample(usable, n)
+    return replace(splits, train={q: splits.train[q] for q in sorted(chosen)})

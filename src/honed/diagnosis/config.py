@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.encoder import Precision
 
 __all__ = ["DiagnoseConfig"]
@@ -22,9 +23,13 @@ class DiagnoseConfig:
     device: str = "auto"
     precision: Precision = Precision.AUTO
     trust_remote_code: bool = False
+    # The on-disk embedding cache of the corpus encoding ("auto" = $HONED_CACHE_DIR or
+    # ~/.cache/honed/embeddings, None = memory only): an interrupted diagnosis keeps its work.
+    cache_dir: str | None = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))
+        resolve_cache_dir(self.cache_dir)  # raises on ''
         for name in ("probe_rows", "sample_words"):
             if isinstance(getattr(self, name), bool) or getattr(self, name) < 1:
                 raise ValueError(

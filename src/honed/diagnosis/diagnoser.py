@@ -52,6 +52,7 @@ from honed.diagnosis.measure import (
     reference_text,
 )
 from honed.diagnosis.probe import PROBE_POOL_DEPTH, Probe, run_probe
+from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.encoder import (
     EmbeddingCache,
     load_model,
@@ -221,7 +222,7 @@ def diagnose(
                                       model.tokenizer, config.sample_words)
 
     say(f"baseline: encoding {len(doc_texts)} documents with {config.base_model}")
-    cache = EmbeddingCache(precision=config.precision)
+    cache = EmbeddingCache(precision=config.precision, directory=resolve_cache_dir(config.cache_dir))
     tick = time.perf_counter()
     doc_emb = cache.encode(model, doc_texts, show_progress_bar=show_progress_bar)  # (n_docs, dim)
     docs_per_second = len(doc_texts) / max(time.perf_counter() - tick, 1e-9)

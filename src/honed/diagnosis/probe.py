@@ -89,6 +89,7 @@ def run_probe(
     with tempfile.TemporaryDirectory(prefix="honed-probe-") as tmp:
         result = train_model(base, rows, train_config, tmp, run=TrainRun(show_progress_bar=False))
     cache.forget(base)  # its remembered fingerprint is the untrained weights'
-    tuned_q = cache.encode(base, [data.queries[q] for q in dev_qids])
-    after = ndcg(tuned_q, cache.encode(base, [doc_texts[i] for i in pool]))
+    # disk=False: the probe's weights exist only here; no later run could reuse their vectors.
+    tuned_q = cache.encode(base, [data.queries[q] for q in dev_qids], disk=False)
+    after = ndcg(tuned_q, cache.encode(base, [doc_texts[i] for i in pool], disk=False))
     return Probe(len(rows), result.seconds, len(pool_ids), before, after)

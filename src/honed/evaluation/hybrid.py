@@ -20,6 +20,7 @@ from typing import Any
 from honed.data.beir import BeirData, load_beir
 from honed.data.splits import SplitRule, carve_dev
 from honed.encoding.dims import matryoshka_dims
+from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.encoder import (
     EmbeddingCache,
     Precision,
@@ -140,6 +141,7 @@ def evaluate_hybrid(
     device: str = "auto",
     precision: Precision | str = Precision.AUTO,
     trust_remote_code: bool = False,
+    cache_dir: str | Path | None = "auto",
 ) -> HybridEvaluation:
     """Evaluate ``model``, BM25 and their fusion on ``split``, with paired tests and a verdict.
 
@@ -155,6 +157,8 @@ def evaluate_hybrid(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         precision: the encoder's matmul precision.
         trust_remote_code: allow a model's own Python code to run.
+        cache_dir: the on-disk embedding cache the corpus encoding goes through ("auto" =
+            $HONED_CACHE_DIR or ~/.cache/honed/embeddings, None = memory only).
 
     Raises:
         ValueError: no ``fusion`` and no dev split to choose it on; an unknown split.
@@ -177,7 +181,8 @@ def evaluate_hybrid(
     full = embedding_dim(st_model)
     dims = tuple(sorted({*(dims or matryoshka_dims(full)), full}, reverse=True))
     splits = {split: qrels, **({"dev": dev} if dev is not None else {})}
-    dense, _ = model_runs(EmbeddingCache(precision=precision), st_model, beir, splits, dims)
+    cache = EmbeddingCache(precision=precision, directory=resolve_cache_dir(cache_dir))
+    dense, _ = model_runs(cache, st_model, beir, splits, dims)
     bm25 = bm25_runs(beir, *beir.documents(), splits)
     if fusion is None:  # dev exists: checked before the encoding
         fusion = choose_fusion(

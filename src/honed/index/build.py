@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from honed.encoding.batches import Progress, encode_in_batches
 from honed.encoding.dims import truncate
 from honed.encoding.encoder import (
     EmbeddingCache,
@@ -54,7 +55,9 @@ from honed.index.ann import import_faiss
 from honed.index.checks import check_shortlist_dim
 from honed.index.options import BuildOptions
 from honed.index.partial import (
-    Progress,
+    Progress as BuildProgress,
+)
+from honed.index.partial import (
     build_lock,
     check_idle,
     partial_path,
@@ -78,6 +81,9 @@ __all__ = [
 
 # A re-iterable source of (id, text): called once per pass, it returns a fresh iterator.
 Corpus = Callable[[], Iterable[tuple[str, str]]]
+# Texts -> their vectors (n, dim), calling the progress callback as batches of them are done.
+Encode = Callable[[list[str], Progress], np.ndarray]
+ENCODE_BATCH = 64  # texts per forward pass (sentence-transformers' default)
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,8 @@ def _check_vectors(vectors: np.ndarray, batch: list[tuple[str, str]], dim: int) 
 def _encode_rest(
     partial: Path,
     corpus: Corpus,
-    encode: Callable[[list[str]], np.ndarray],
-    progress: Progress,
+    encode: Encode,
+    progress: BuildProgress,
     show_progress_bar: bool,
 ) -> CorpusScan:
     """Encode the rows after ``progress.rows``; return the count and hash of every row read."""
@@ -181,16 +187,16 @@ def _encode_rest(
                 digest.update(_row_bytes(doc_id, text))
             if read + len(batch) > count:
                 return CorpusScan(read + len(batch), "")  # the corpus grew: refused by the caller
-            vectors = np.asarray(encode([text for _, text in batch]))  # (b, dim)
+            # The bar moves with every forward pass, not once per committed batch of 10,000.
+            vectors = np.asarray(encode([text for _, text in batch], bar.update))  # (b, dim)
             _check_vectors(vectors, batch, dim)
             full[read : read + len(batch)] = truncate(vectors, dim)  # renormalised
             full.flush()  # vectors first, then texts and ids, then the progress that names them
             texts_bytes = _append(texts, (text for _, text in batch))
             ids_bytes = _append(ids, (doc_id for doc_id, _ in batch))
             read += len(batch)
-            progress = Progress(progress.settings, read, texts_bytes, ids_bytes)
+            progress = BuildProgress(progress.settings, read, texts_bytes, ids_bytes)
             write_progress(partial, progress)
-            bar.update(len(batch))
     del full
     return CorpusScan(read, digest.hexdigest()[:16])
 
@@ -208,7 +214,7 @@ def build_folder(
     out: Path,
     corpus: Corpus,
     scan: CorpusScan,
-    encode: Callable[[list[str]], np.ndarray],
+    encode: Encode,
     info: IndexInfo,
     options: BuildOptions,
     write_extra: Callable[[Path], None] | None = None,
@@ -219,7 +225,8 @@ def build_folder(
         out: the index folder to write.
         corpus: the documents, re-iterable; ``scan`` is its first pass (:func:`scan_corpus`).
         scan: document count and hash; ``info.count`` must be ``scan.count``.
-        encode: texts -> ``(len(texts), info.dim)`` embeddings.
+        encode: texts and a progress callback -> ``(len(texts), info.dim)`` embeddings; it
+            calls the callback with the number of texts done after each forward pass.
         info: what index.json will record.
         options: batch size, resume, overwrite, graph settings, progress bars.
         write_extra: writes more files into the finished folder (see
@@ -305,9 +312,14 @@ def encode_into(
     fingerprint = cache.fingerprint(model) if cache else model_fingerprint(model)
     info = info_for(fingerprint, embedding_dim(model), scan.count, options)
 
-    def encode(texts: list[str]) -> np.ndarray:
+    def encode(texts: list[str], progress: Progress) -> np.ndarray:
         if cache is not None:
-            return cache.encode(model, texts, fingerprint=fingerprint)
-        return encode_texts(model, texts, precision=options.encode_precision)
+            return cache.encode(model, texts, fingerprint=fingerprint, progress=progress)
+        return encode_in_batches(
+            lambda batch: encode_texts(
+                model, batch, batch_size=ENCODE_BATCH, precision=options.encode_precision
+            ),
+            texts, ENCODE_BATCH, progress,
+        )
 
     build_folder(out, corpus, scan, encode, info, options, write_extra)

@@ -166,6 +166,8 @@ class Index(IndexSearch):
         out: str | Path,
         shortlist_dim: int = DEFAULT_SHORTLIST_DIM,
         precision: Quantization | str = Quantization.FLOAT32,
+        *,
+        cache: EmbeddingCache | None = None,
         **settings: Any,
     ) -> Index:
         """:meth:`build` from a BEIR folder or ``corpus.jsonl``, read one line at a time.
@@ -173,7 +175,9 @@ class Index(IndexSearch):
         For a corpus larger than memory: the file is read twice (a validating pass that counts
         and hashes the documents, then the encoding pass), and only the set of ids stays in
         memory (~100 B per id). The other arguments are as in :meth:`build`, without ``bm25``
-        and ``fusion`` (a BM25 index needs every text at once: use :meth:`build`).
+        and ``fusion`` (a BM25 index needs every text at once: use :meth:`build`); a ``cache``
+        made with ``memory=False`` and a ``directory`` keeps memory bounded and writes the
+        vectors to disk as they are computed, so an interrupted build loses none of them.
 
         Raises:
             FileNotFoundError: no such corpus.
@@ -186,7 +190,7 @@ class Index(IndexSearch):
         model, name = resolve_model(model, options.model_name)
         options = replace(options, model_name=name)
         check_build(model, Path(out), options)
-        encode_into(model, lambda: iter_corpus(file), Path(out), options)
+        encode_into(model, lambda: iter_corpus(file), Path(out), options, cache)
         return cls.load(out)
 
     @classmethod

@@ -19,6 +19,7 @@ from honed.data.beir import load_beir
 from honed.data.pairs import load_pairs
 from honed.data.splits import require_positives
 from honed.encoding.dims import resolve_dims
+from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.distributed import (
     barrier,
     is_main_process,
@@ -76,8 +77,13 @@ def evaluate_model(
     precision: Precision | str = Precision.AUTO,
     trust_remote_code: bool = False,
     batch_size: int = 64,
+    cache_dir: str | Path | None = "auto",
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics of ``model`` (and BM25) on one split: system -> dim -> metric -> value.
+
+    The corpus encoding goes through the on-disk embedding cache (``cache_dir``: "auto" =
+    $HONED_CACHE_DIR or ~/.cache/honed/embeddings, None = memory only), as it is done: an
+    interrupted evaluation, run again, encodes only what it had not reached.
 
     Under ``torchrun`` each process encodes its share of the corpus and queries (``batch_size``
     texts per forward pass), the first one computes the metrics, and every process returns them.
@@ -92,7 +98,7 @@ def evaluate_model(
     with process_group(device):
         st_model = load_model(resolve_model_name(model), device, trust_remote_code)
         dims = resolve_dims(dims, embedding_dim(st_model))  # before any encoding
-        cache = _launch_cache(precision, batch_size)
+        cache = _launch_cache(precision, batch_size, cache_dir)
         doc_ids, doc_texts = beir.documents()
         doc_emb = _encode(cache, st_model, doc_texts, "corpus", show_progress_bar=True)
         qids = sorted(qrels)
@@ -109,13 +115,18 @@ def evaluate_model(
         return on_main_process(metrics)
 
 
-def _launch_cache(precision: Precision | str, batch_size: int) -> EmbeddingCache:
+def _launch_cache(
+    precision: Precision | str, batch_size: int, cache_dir: str | Path | None = "auto"
+) -> EmbeddingCache:
     """The cache of one command: under ``torchrun`` each of its calls is split across processes.
 
     Every process of the launch makes the same calls with the same texts, which is what a split
     needs, so even small calls are split (the default threshold guards library callers).
     """
-    return EmbeddingCache(batch_size=batch_size, precision=precision, split_min_texts=1)
+    return EmbeddingCache(
+        batch_size=batch_size, precision=precision, split_min_texts=1,
+        directory=resolve_cache_dir(cache_dir),
+    )
 
 
 def _encode(
@@ -154,6 +165,7 @@ def mine(
     overwrite: bool = False,
     trust_remote_code: bool = False,
     batch_size: int = 64,
+    cache_dir: str | Path | None = "auto",
 ) -> MiningReport:
     """Mine hard negatives for every positive pair of ``split`` and write ``out`` (JSON lines).
 
@@ -169,7 +181,7 @@ def mine(
     # The folder, not the file: mining_report.json goes beside mined.jsonl (and a run folder).
     with _hold(out.parent, f"honed mine --out {out}"), process_group(device):
         model = load_model(resolve_model_name(base_model), device, trust_remote_code)
-        cache = _launch_cache(precision, batch_size)
+        cache = _launch_cache(precision, batch_size, cache_dir)
         doc_ids, doc_texts = beir.documents()
         doc_emb = _encode(cache, model, doc_texts, "corpus", show_progress_bar=True)
         qids = sorted(positives)
@@ -318,8 +330,12 @@ def compare_systems(
     seed: int = 42,
     device: str = "auto",
     precision: Precision | str = Precision.AUTO,
+    cache_dir: str | Path | None = "auto",
 ) -> list[dict[str, Any]]:
     """Paired significance between models and/or TREC run files on one split (every pair).
+
+    The models' corpus encodings go through the on-disk embedding cache (``cache_dir``, as in
+    :func:`evaluate_model`).
 
     ``systems``: model folders or hub ids (retrieved at full dim, top 100), or ``.trec``/``.run``
     files. Returns one dict per (pair, metric) with the statistics and a one-line sentence.
@@ -333,7 +349,8 @@ def compare_systems(
             continue
         model = load_model(resolve_model_name(name), device)
         full = embedding_dim(model)
-        dense, _ = model_runs(EmbeddingCache(precision=precision), model, beir, {split: qrels}, [full])
+        cache = EmbeddingCache(precision=precision, directory=resolve_cache_dir(cache_dir))
+        dense, _ = model_runs(cache, model, beir, {split: qrels}, [full])
         runs[name] = dense[split][str(full)]
     if bm25:
         runs["bm25"] = bm25_runs(beir, *beir.documents(), {split: qrels})[split]["bm25"]

@@ -51,7 +51,8 @@ class RunConfig:
     corpus_pairs: float = 0.0
     # Queries written by an LLM behind an OpenAI-compatible endpoint (honed.mining.qgen); None = off.
     qgen: QueryGenConfig | None = None
-    # A seeded sample of this many training queries, drawn after the dev split is carved; None = all.
+    # Train on a seeded sample of this many training queries (after the dev split is carved, so
+    # dev and test stay whole); None = all. Training time is about proportional to it.
     max_train_queries: int | None = None
     # --time-budget in seconds: the run is planned to fit it (honed.pipeline.budget); None = no plan.
     time_budget: float | None = None
@@ -71,6 +72,12 @@ class RunConfig:
         if self.n_resamples < 100:
             raise ValueError(f"n_resamples: expected at least 100, got {self.n_resamples}")
         resolve_cache_dir(self.cache_dir)  # raises on ''
+        n = self.max_train_queries
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(
+                f"max_train_queries: expected a positive integer (training queries to sample) or "
+                f"None for all, got {n!r}; fix: pass --max-train-queries 1 or more, or leave it out"
+            )
         self._check_budget()
         if not 0.0 <= self.corpus_pairs <= 100.0:
             raise ValueError(
@@ -79,11 +86,6 @@ class RunConfig:
             )
 
     def _check_budget(self) -> None:
-        n = self.max_train_queries
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(
-                f"max_train_queries: expected a positive integer or None (all), got {n!r}"
-            )
         if self.time_budget is not None and not 0 < self.time_budget < float("inf"):
             raise ValueError(
                 f"time_budget: expected seconds above zero or None, got {self.time_budget!r}"

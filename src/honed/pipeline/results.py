@@ -28,3 +28,5 @@ class RunResult:
     # stage -> {estimate_seconds, corrected_seconds, actual_seconds} (honed.pipeline.run_estimates)
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: dict[str, Any] | None = None  # the --time-budget plan (honed.pipeline.budget)
+    # 1 + the times the run was resumed; ``timings`` add up every session's seconds per stage.
+    sessions: int = 1

@@ -36,6 +36,7 @@ from honed.pipeline.cost_model import (
     encode_seconds,
     estimate_stages,
 )
+from honed.pipeline.long_run import LONG_RUN_SECONDS, long_run_notice
 from honed.pipeline.speed_probe import measure_lengths, measure_rates
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RunEstimates", "StepClock"]
 
-LONG_RUN_SECONDS = 3600  # above this, honed run names --time-budget before starting
 CLOCK_STEPS = 2  # steps timed after the first (warm-up) one before training's figure is corrected
 SAMPLE_SHARE = 0.03  # of the documents encoded first to correct the baseline's figure
 STAGE_NAMES = {"baseline": "baseline", "mine": "mining", "train": "training",
@@ -147,14 +147,7 @@ class RunEstimates:
 
     def long_run_warning(self) -> str | None:
         total = sum(r["estimate_seconds"] or 0.0 for r in self.records.values())
-        if total <= LONG_RUN_SECONDS:
-            return None
-        return (
-            f"this run is estimated at ~{format_minutes(total)}, more than an hour; to make it "
-            "fit less time pass --time-budget (e.g. --time-budget 30m): honed then plans fewer "
-            "epochs, no second round, a sample of the training queries or a shorter "
-            "max_seq_length, and says which"
-        )
+        return long_run_notice(total, "this run", threshold=LONG_RUN_SECONDS)
 
     def plan(self, budget_seconds: float) -> tuple[BudgetPlan, RunConfig]:
         """The budget plan and the config it gives (nothing run yet)."""

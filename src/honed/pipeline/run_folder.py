@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.data.beir import BeirData
+from honed.data.splits import Splits, positives_only
 from honed.files import (
     check_unlocked,
     clear_folder,
@@ -19,10 +20,16 @@ from honed.files import (
     refuse_existing,
     sha256_file,
 )
-from honed.pipeline.config import RunConfig
 from honed.types import Qrels
 
-__all__ = ["data_summary", "environment", "prepare_run_dir", "read_run_config", "run_lock"]
+__all__ = [
+    "data_summary",
+    "environment",
+    "prepare_run_dir",
+    "read_run_values",
+    "run_lock",
+    "train_sample",
+]
 
 def _is_run_folder(path: Path) -> bool:
     config = path / "config.json"
@@ -91,6 +98,16 @@ def data_summary(
 
 
 
+def train_sample(full: Splits, sampled: Splits, config: Any) -> dict[str, Any]:
+    """What ``--max-train-queries`` did, for data.json and the report: asked, available, kept."""
+    return {
+        "max_train_queries": config.max_train_queries,
+        "seed": config.seed,
+        "available": len(positives_only(full.train)),
+        "kept": len(positives_only(sampled.train)),
+    }
+
+
 def environment() -> dict[str, str]:
     """Library versions and machine facts recorded in every run folder."""
     import sentence_transformers
@@ -112,8 +129,8 @@ def environment() -> dict[str, str]:
     }
 
 
-def read_run_config(run_dir: Path) -> RunConfig:
-    """The config a run folder was started with (``config.json``), to resume it."""
+def read_run_values(run_dir: Path) -> dict[str, Any]:
+    """The resolved config a run folder was started with (``config.json``), to resume it."""
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         check_unlocked(run_dir, "honed run")  # a run still writing it: say so, not "not a run folder"
@@ -121,5 +138,4 @@ def read_run_config(run_dir: Path) -> RunConfig:
             f"{config_path}: no such file, so {run_dir} is not a honed run folder; "
             "fix: pass the --out folder of an earlier `honed run`"
         )
-    values = json.loads(config_path.read_text(encoding="utf-8"))
-    return RunConfig.from_dict({**values, "out": str(run_dir), "overwrite": False})
+    return dict(json.loads(config_path.read_text(encoding="utf-8")))

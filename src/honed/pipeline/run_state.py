@@ -8,6 +8,8 @@ decide (:meth:`RunState._main`).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +23,11 @@ from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.distributed import is_main_process, log_encode, on_main_process, world_size
 from honed.encoding.encoder import EmbeddingCache, resolve_device, resolve_model_name
 from honed.files import write_json
+from honed.pipeline.clock import StageClock
 from honed.pipeline.config import Notify, RunConfig, refuse_unsplit_options
 from honed.pipeline.resources import ResourceEstimate, check, peak_memory, reset_peak
 from honed.pipeline.results import RunResult
+from honed.pipeline.resume_changes import Change, change_record
 from honed.pipeline.run_estimates import RunEstimates
 from honed.pipeline.run_folder import prepare_run_dir, run_lock
 
@@ -49,7 +53,6 @@ class RunState:
         self.config, self.resume, self.device = config, resume, device
         self.main = is_main_process()
         self.say: Notify = say if self.main else (lambda message: None)
-        self.timings: dict[str, float] = {}
         self.completed: list[str] = []
         self.cache = EmbeddingCache(
             batch_size=config.encode_batch_size,
@@ -63,6 +66,8 @@ class RunState:
         self.resources: dict[str, dict[str, Any]] = {}  # stage -> memory estimate, then actual
         self.costs: RunEstimates | None = None  # time per stage: estimate, corrected, actual
         self.budget: dict[str, Any] | None = None  # the --time-budget plan
+        self._status: dict[str, Any] = {"completed": []}  # the last recorded stages, estimates
+        self.changes: tuple[Change, ...] = ()  # settings a resume changed (resume_changes)
         self._watch: tuple[bool, float] = (False, 0.0)  # (peak window opened, start)
 
     # --- sequencing ---------------------------------------------------------------------------
@@ -71,14 +76,20 @@ class RunState:
         # Held to the end by the process that writes: a second run or resume is refused.
         with run_lock(self.config.out) if self.main else nullcontext():
             self._open_folder()
-            for stage in STAGES:
-                start = time.perf_counter()
-                getattr(self, f"stage_{stage}")()
-                self.timings[stage] = round(time.perf_counter() - start, 2)
-                if self.costs is not None:
-                    self.costs.actual(stage, self.timings[stage])
-                self.completed.append(stage)
-                self._write_status()
+            with self.clock.heartbeat(self._beat):
+                try:
+                    for stage in STAGES:
+                        self.clock.start(stage)
+                        getattr(self, f"stage_{stage}")()
+                        self.clock.stop(stage)  # also self.timings[stage]
+                        if self.costs is not None:
+                            self.costs.actual(stage, self.timings[stage])
+                        self.completed.append(stage)
+                        self._write_status()
+                except BaseException:  # Ctrl-C included: the time spent so far is recorded
+                    with contextlib.suppress(OSError):
+                        self._beat()
+                    raise
             result = replace(self.result, timings=self.timings)
             self._main(lambda: write_json(self.out / "report.json", asdict(result)))
         return result
@@ -125,21 +136,47 @@ class RunState:
             "base_model_path": self.base_path,
             "embedding_cache_dir": str(self.cache.directory) if self.cache.directory else None,
         }
+        self.clock = StageClock(self.previous)  # seconds per stage, earlier sessions included
+        self.timings = self.clock.timings
         if not self.resume:
             self._main(lambda: write_json(self.out / "config.json", self.resolved))
+        else:
+            self._main(self._record_changes)
+
+    def _record_changes(self) -> None:
+        """Under the run's lock: an applied change, and the history of them, in config.json."""
+        before = json.loads((self.out / "config.json").read_text(encoding="utf-8"))
+        history = before.get("resume_changes", [])
+        if self.changes:
+            self.say("resume: applying " + ", ".join(c.describe() for c in self.changes))
+            history = [*history, change_record(self.changes)]
+        if history:
+            self.resolved["resume_changes"] = history
+        if self.changes:
+            write_json(self.out / "config.json", self.resolved)
 
     def _write_status(self) -> None:
-        if self.main:  # no broadcast: a failed write ends this process, and torchrun the rest
-            write_json(
-                self.out / "status.json",
-                {
-                    "completed": self.completed,
-                    "timings": self.timings,
-                    "estimates": self.costs.records if self.costs is not None else {},
-                    "resources": self.resources,
-                    "budget": self.budget,
-                },
-            )
+        # A copy: the heartbeat thread writes it again while the stages change the originals.
+        self._status = copy.deepcopy(
+            {
+                "completed": self.completed,
+                "estimates": self.costs.records if self.costs is not None else {},
+                "resources": self.resources,
+                "budget": self.budget,
+            }
+        )
+        self._beat()
+
+    def _beat(self) -> None:
+        """status.json: the last recorded stages and estimates, the clock as of now.
+
+        Written by the first process only; no broadcast: a failed write ends that process,
+        and torchrun the others.
+        """
+        if not self.main:
+            return
+        with self.clock.lock:
+            write_json(self.out / "status.json", {**self._status, **self.clock.record()})
 
     def _guard(self, estimate: ResourceEstimate) -> None:
         """Print and record the estimate, refuse what cannot fit, and open the peak window.

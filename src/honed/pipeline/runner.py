@@ -14,28 +14,29 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from honed.data.beir import load_beir
 from honed.data.plan import plan_run
-from honed.data.splits import positives_only
+from honed.data.splits import positives_only, sample_train
 from honed.encoding.dims import resolve_dims
 from honed.encoding.distributed import agree, on_main_process, process_device, process_group
 from honed.encoding.encoder import embedding_dim, load_model, resolve_device
 from honed.evaluation.runs import bm25_runs, dense_runs, encode_queries, metrics_of
 from honed.files import check_unlocked, write_json
-from honed.pipeline.budget import sample_train_queries
 from honed.pipeline.config import Notify, RunConfig
 from honed.pipeline.estimates import estimate_mining, estimate_training
 from honed.pipeline.explorer_data import write_explorer, write_mining_samples
 from honed.pipeline.extra_rows import BaseEncoding, add_corpus_pairs, add_generated_queries
 from honed.pipeline.final import EvidenceInputs, evidence, hybrid_runs, plan_section
 from honed.pipeline.results import RunResult
+from honed.pipeline.resume_changes import apply_changes, plan_resume
 from honed.pipeline.rounds import SecondRound, second_round
 from honed.pipeline.run_estimates import RunEstimates
-from honed.pipeline.run_folder import data_summary, environment, read_run_config
+from honed.pipeline.run_folder import data_summary, environment, read_run_values, train_sample
 from honed.pipeline.run_state import STAGES, RunState
 from honed.pipeline.stages import (
     check_inputs_unchanged,
@@ -68,25 +69,36 @@ def run_pipeline(config: RunConfig, notify: Notify | None = None) -> RunResult:
         return _Runner(config, notify or (lambda message: None), device).execute()
 
 
-def resume_pipeline(run_dir: str | Path, notify: Notify | None = None) -> RunResult:
+def resume_pipeline(
+    run_dir: str | Path, notify: Notify | None = None, changes: Mapping[str, Any] | None = None
+) -> RunResult:
     """Continue an interrupted ``honed run`` from its last completed stage or checkpoint.
 
-    Load, baseline and mining are recomputed (deterministic, about a minute); training continues
-    from the newest complete epoch checkpoint; a saved model is not trained again. Under
-    ``torchrun`` every process resumes from the same folder (a disk they all see).
+    Load, baseline and mining are recomputed (deterministic, the baseline read back from the
+    embedding cache); training continues from the newest complete epoch checkpoint; a saved
+    model is not trained again. ``changes`` (dotted setting -> value, e.g.
+    ``{"training.epochs": 1}``) are applied when safe (:mod:`honed.pipeline.resume_changes`),
+    said through ``notify`` and recorded in ``config.json``; otherwise the resume is refused.
+    Under ``torchrun`` every process resumes from the same folder (a disk they all see).
 
     Raises:
         FileNotFoundError: ``run_dir`` has no ``config.json`` (not a honed run folder).
-        ValueError: an input file changed since the run started (its sha256 differs).
+        ValueError: an input file changed since the run started (its sha256 differs); a change
+            that cannot be applied on resume (names it and the fix).
         FolderLockedError: another process is running or resuming ``run_dir``.
     """
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
+    values = read_run_values(run_dir)
+    plan = plan_resume(run_dir, values, changes or {})  # refuses before anything is written
+    values = apply_changes(values, plan.applied)
+    config = RunConfig.from_dict({**values, "out": str(run_dir), "overwrite": False})
     device = process_device(resolve_device(config.device))
     with process_group(device):
         # Checked by the first process alone: under torchrun it takes the lock right after.
         on_main_process(lambda: check_unlocked(run_dir, "honed run"))
-        return _Runner(config, notify or (lambda message: None), device, resume=True).execute()
+        runner = _Runner(config, notify or (lambda message: None), device, resume=True)
+        runner.changes = plan.applied
+        return runner.execute()
 
 
 class _Runner(RunState):
@@ -142,15 +154,17 @@ class _Runner(RunState):
         leak = self._main(
             lambda: leakage_split(data, self.q_base, config.split_rule, config.allow_leakage)
         )
-        self.train, self.dev, self.test = leak.splits.train, leak.splits.dev, leak.splits.test
-        self.train = sample_train_queries(self.train, config.max_train_queries, config.seed)
+        splits = sample_train(leak.splits, config.max_train_queries, config.seed)  # dev intact
+        self.train, self.dev, self.test = splits.train, splits.dev, splits.test
         self.leakage = leak.record
         self.summary = data_summary(
             data, {"train": self.train, "dev": self.dev, "test": self.test},
             list(leak.splits.dropped),
         )
+        if config.max_train_queries is not None:
+            self.summary["train_sample"] = train_sample(leak.splits, splits, config)
         self.splits = {"dev": self.dev, "test": self.test}
-        self.metrics = self._main(lambda: self._score_baseline(leak.splits))
+        self.metrics = self._main(lambda: self._score_baseline(splits))
 
     def _score_baseline(self, splits: Any) -> dict[str, Any]:
         """The first process: write the splits, search with the base model and BM25, score."""
@@ -240,8 +254,12 @@ class _Runner(RunState):
         positives = known_positives(self.data, self.train, self.mined.rows)
         self.trained = train_model(
             self.model, self.mined.rows, training, self.out / "checkpoints", evaluator, guide,
-            positives=positives, run=TrainRun(resume_from=checkpoint, keep_checkpoints=True,
-                                              callbacks=self._clock()),
+            positives=positives,
+            # Training time of the interrupted sessions counts in its seconds and rows/s.
+            run=TrainRun(
+                resume_from=checkpoint, keep_checkpoints=True, callbacks=self._clock(),
+                earlier_seconds=self.clock.earlier_of("train"),
+            ),
         )
         if training.remine_epochs:
             inputs = SecondRound(
@@ -345,6 +363,7 @@ class _Runner(RunState):
             plan=self.plan,
             estimates=self.costs.records if self.costs is not None else {},
             budget=self.budget,
+            sessions=self.clock.sessions,
         )
         write_report(result, Path(self.out))
         return result

@@ -170,6 +170,17 @@ def _timings_table(run: RunResult) -> str:
     return table + note + (f"\n\nTime budget: {budget['sentence']}." if budget else "")
 
 
+def _sessions_note(sessions: int) -> str:
+    """Says that the seconds add up every session of a resumed run ('' for one session)."""
+    if sessions <= 1:
+        return ""
+    return (
+        f"The run took {sessions} sessions (resumed {sessions - 1} time"
+        f"{'s' if sessions > 2 else ''}): each stage's seconds add up what every session spent "
+        "in it, the interrupted ones included.\n\n"
+    )
+
+
 def render_markdown(run: RunResult) -> str:
     """The whole ``report.md``: verdict first, then tables, plots, mining, training, data, timings."""
     data, training = run.data, run.training
@@ -199,7 +210,8 @@ def render_markdown(run: RunResult) -> str:
         "## Hard-negative mining\n\n" + _mining_table(run.mining),
         "## Data\n\n" + _data_section(data),
         "## Time per stage\n\n" + _timings_table(run) + "\n\n"
-        f"Texts encoded: {run.encode_stats['encoded']} of {run.encode_stats['requested']} requested "
+        + _sessions_note(getattr(run, "sessions", 1))
+        + f"Texts encoded: {run.encode_stats['encoded']} of {run.encode_stats['requested']} requested "
         "(the rest came from the embedding cache: each text is encoded once per model).",
         "## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in run.environment.items()),
     ]
@@ -324,6 +336,13 @@ def _data_section(data: Mapping[str, Any]) -> str:
         lines.append(
             f"\n{len(data['train_queries_dropped_as_leaked'])} training queries were also test queries "
             "and were dropped from training."
+        )
+    sample = data.get("train_sample")
+    if sample:
+        lines.append(
+            f"\nTrained on {sample['kept']:,} of {sample['available']:,} training queries with a "
+            f"positive (--max-train-queries {sample['max_train_queries']:,}, seed "
+            f"{sample['seed']}); dev and test are whole."
         )
     lines += [f"- warning: {w}" for w in data["warnings"]]
     return "\n".join(lines)

@@ -69,7 +69,8 @@ def dev_metrics(
     fingerprint = model_fingerprint(model)  # weights change during training: no memo
     qids = sorted(qrels)
     # disk=False: weights in training are new every epoch; no later run could reuse these.
-    doc_emb = cache.encode(model, doc_texts, fingerprint=fingerprint, disk=False)  # (n_docs, dim)
+    # A bar over the corpus: on a large one this is the longest part of an epoch's end.
+    doc_emb = cache.encode(model, doc_texts, True, fingerprint, disk=False)  # (n_docs, dim)
     query_emb = cache.encode(model, [queries[q] for q in qids], fingerprint=fingerprint, disk=False)
     metrics: dict[str, float] = {}
     for dim in dims:

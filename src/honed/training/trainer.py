@@ -44,6 +44,7 @@ __all__ = [
     "HonedTrainer",
     "TrainResult",
     "TrainRun",
+    "checkpoint_epoch",
     "latest_checkpoint",
     "merge_rounds",
     "train_model",
@@ -221,12 +222,16 @@ class TrainRun:
             removes them once the model is saved); by default they are removed at the end.
         callbacks: ``transformers.TrainerCallback`` objects handed to the trainer (``honed run``
             times its first steps with one, to correct its estimate).
+        earlier_seconds: seconds spent training before this call by the interrupted process
+            that wrote ``resume_from``: counted in the result's ``seconds``, and its
+            ``rows_per_second`` is then over every epoch, those of the earlier process included.
     """
 
     show_progress_bar: bool = True
     resume_from: str | Path | None = None
     keep_checkpoints: bool = False
     callbacks: tuple[Any, ...] = ()
+    earlier_seconds: float = 0.0
 
 
 def train_model(
@@ -280,17 +285,17 @@ def train_model(
         positives=positives if in_batch else None,
         callbacks=list(run.callbacks) or None,
     )
-    start_epoch = _checkpoint_epoch(run.resume_from)
+    start_epoch = checkpoint_epoch(run.resume_from)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     seconds = time.perf_counter() - start
     _remove_checkpoints(trainer, output_dir, run.keep_checkpoints)
     model.eval()
-    timing = (seconds, start_epoch)
+    timing = (seconds, start_epoch, run.earlier_seconds)
     return _result(trainer, config, len(dataset), timing, tuple(dims), loss)
 
 
-def _checkpoint_epoch(checkpoint: str | Path | None) -> float:
+def checkpoint_epoch(checkpoint: str | Path | None) -> float:
     """The epoch a checkpoint was written at (0.0 for no checkpoint)."""
     if checkpoint is None:
         return 0.0
@@ -310,15 +315,19 @@ def _result(
     trainer: HonedTrainer,
     config: TrainConfig,
     rows: int,
-    timing: tuple[float, float],
+    timing: tuple[float, float, float],
     dims: tuple[int, ...],
     loss: Any,
 ) -> TrainResult:
     """What the finished ``trainer`` did, from its log history; the kept epoch is the best on dev.
 
-    ``timing`` is (seconds spent training, epoch resumed from).
+    ``timing`` is (seconds spent training, epoch resumed from, seconds of earlier processes).
+    With earlier seconds, they are added and the rate is over all epochs; without, a resumed
+    call's rate is over the epochs it trained itself.
     """
-    seconds, start_epoch = timing
+    own, start_epoch, earlier = timing
+    seconds = own + earlier
+    epochs = config.epochs if earlier > 0 else max(config.epochs - start_epoch, 0.0)
     curve, losses = _curves(trainer.state.log_history)
     best = (
         max(curve, key=lambda c: c["dev_ndcg@10"])
@@ -334,7 +343,7 @@ def _result(
         rows=rows,
         steps=trainer.state.global_step,
         seconds=seconds,
-        rows_per_second=rows * max(config.epochs - start_epoch, 0.0) / seconds,
+        rows_per_second=rows * epochs / seconds if seconds > 0 else 0.0,
         precision=trainer.honed_precision.value,
         dims=dims,
         config=config.to_dict(),
