@@ -117,4 +117,5 @@ def diagnose_config(args: argparse.Namespace) -> DiagnoseConfig:
         device=args.device,
         precision=args.precision,
         trust_remote_code=args.trust_remote_code,
+        user_queries=getattr(args, "queries", None),
     )

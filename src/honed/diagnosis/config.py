@@ -11,7 +11,11 @@ __all__ = ["DiagnoseConfig"]
 
 @dataclass(frozen=True)
 class DiagnoseConfig:
-    """Settings of ``honed diagnose`` (validated on construction)."""
+    """Settings of ``honed diagnose`` (validated on construction).
+
+    ``user_queries`` is a file of real user queries (``--queries``: one per line, or JSONL with
+    a ``"text"`` field) that every split is compared with.
+    """
 
     data: str
     base_model: str = "all-MiniLM-L6-v2"
@@ -22,6 +26,7 @@ class DiagnoseConfig:
     device: str = "auto"
     precision: Precision = Precision.AUTO
     trust_remote_code: bool = False
+    user_queries: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))
