@@ -339,8 +339,11 @@ def compare_splits(
             if name == ref or (name in references and references.index(name) > references.index(ref)):
                 continue
             key = (name, ref)
-            given = (emb[name], emb[ref]) if name in emb and ref in emb else (None, None)
-            pairs[key] = distribution_shift(queries, query_sets[ref], *given, names=key)
+            both = name in emb and ref in emb
+            pairs[key] = distribution_shift(
+                queries, query_sets[ref], emb[name] if both else None, emb[ref] if both else None,
+                names=key,
+            )
             if pairs[key].warnings:
                 parts.append((name, ", ".join(pairs[key].warnings)
                               + _score_note(scores or {}, name, ref)))

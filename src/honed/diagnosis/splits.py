@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from honed.diagnosis.measure import measure_difficulty
 from honed.encoding.encoder import EmbeddingCache
 from honed.evaluation.runs import bm25_metrics, dense_metrics
 from honed.types import Qrels
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 __all__ = ["MAX_SPLIT_QUERIES", "SplitMeasure", "measure_splits"]
 
@@ -78,7 +82,7 @@ def measure_splits(
     data: BeirData,
     splits: Mapping[str, Qrels],
     user: Mapping[str, str] | None,
-    model: object,
+    model: SentenceTransformer,
     cache: EmbeddingCache,
     corpus: tuple[Sequence[str], Sequence[str], np.ndarray],
     seed: int,
