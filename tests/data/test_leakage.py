@@ -198,11 +198,15 @@ def test_shift_between_populations_warns() -> None:
     assert report.train_mean_words < 10 < 15 < report.test_mean_words
     assert report.length_ratio > 2
     assert report.vocabulary_overlap < 0.5
+    assert report.vocabulary_expected is not None and report.vocabulary_matched is not None
+    assert report.vocabulary_expected - report.vocabulary_matched > 0.5
+    assert report.train_template_share == 1.0 and report.test_template_share == 0.0
     assert report.centroid_cosine is not None and report.centroid_cosine < 0.8
-    assert len(report.warnings) == 3
+    assert len(report.warnings) == 4
     assert "ratio" in report.warnings[0] and "outside [0.5, 2]" in report.warnings[0]
-    assert "of test query words occur in the training queries" in report.warnings[1]
-    assert "cosine" in report.warnings[2]
+    assert "of test query words occur in train queries vs" in report.warnings[1]
+    assert 'open with a repeated first 3 words (train: "what is the"' in report.warnings[2]
+    assert "cosine" in report.warnings[3]
 
 
 def test_same_population_split_does_not_warn() -> None:

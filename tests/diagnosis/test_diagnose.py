@@ -327,7 +327,8 @@ def test_mini_beir_has_too_few_pairs_and_encodes_the_corpus_once(
     assert (d.size.train_pairs, d.size.dev_queries, d.size.documents) == (1, 15, 40)
     assert d.verdict is Verdict.NOT_RECOMMENDED
     assert d.reasons[-1].startswith("Too few pairs: 1 < 100")
-    assert len(encoded) == len(set(encoded)) == 40 + 15  # the corpus once, then the dev queries
+    # The corpus once, then the dev queries, then the other splits' (dev again from the cache).
+    assert len(encoded) == len(set(encoded)) == 40 + 15 + 1 + 8
     assert 0 <= d.baseline.dense_ndcg10 <= 1 and 0 <= d.baseline.bm25_ndcg10 <= 1
     assert d.difficulty.queries == 15
     assert d.cost.documents_per_second > 0 and d.cost.parameters > 0
@@ -391,3 +392,49 @@ def test_cli_bad_folder_is_one_line_error(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "does not exist" in lines[0] and "fix:" in lines[0]
+
+
+# ------------------------------------------------------------------ every split and shift
+
+
+def test_diagnose_flags_the_templated_train_free_form_test_shift(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
+    from shift_helpers import write_shift_beir, write_user_queries
+
+    shifted = write_shift_beir(tmp_path / "shifted", shifted=True)
+    user = write_user_queries(tmp_path / "user.txt")
+    d = diagnose(DiagnoseConfig(data=str(shifted), base_model=str(tiny_model_path),
+                                device="cpu", user_queries=str(user)))
+    assert [m.name for m in d.splits] == ["train", "dev", "test", "user"]
+    by_name = {m.name: m for m in d.splits}
+    assert by_name["test"].dense_ndcg10 is not None and by_name["user"].dense_ndcg10 is None
+    assert all(-1 <= m.top1_score <= 1 for m in d.splits)
+    assert d.shift is not None and len(d.shift.warnings) == 2  # against test, against user
+    assert d.shift.warnings[0].startswith("shift: train queries and dev queries look unlike the test")
+    assert f"nDCG@10 {by_name['train'].dense_ndcg10:.3f} vs {by_name['test'].dense_ndcg10:.3f}" in (
+        d.shift.warnings[0])
+    assert any(r.startswith("Shift (reported, not voted):") for r in d.reasons)
+    text = render_diagnosis(d)
+    assert "## Every split (base model)" in text and "| user | 40 |" in text
+    assert text.count("- warning: shift:") == 2
+
+
+def test_diagnose_is_silent_on_one_population(tmp_path: Path, tiny_model_path: Path) -> None:
+    from shift_helpers import write_shift_beir
+
+    same = write_shift_beir(tmp_path / "same", shifted=False)
+    d = diagnose(DiagnoseConfig(data=str(same), base_model=str(tiny_model_path), device="cpu"))
+    assert d.shift is not None and d.shift.warnings == ()
+    assert all(r.centroid_cosine is not None for r in d.shift.pairs.values())
+    assert not any(r.startswith("Shift") for r in d.reasons)
+    assert "No shift: the splits' lengths" in render_diagnosis(d)
+
+
+def test_cli_diagnose_missing_queries_file_is_one_line_error(
+    mini_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["diagnose", str(mini_beir), "--queries", str(tmp_path / "nope.txt")])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.txt: no such file" in err[0]

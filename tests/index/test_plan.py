@@ -68,8 +68,11 @@ def test_costs(result: PlanResult) -> None:
 
 
 def test_recommendation_is_the_cheapest_within_tolerance(result: PlanResult) -> None:
-    floor = result.reference.ndcg_at_10 * 0.99
-    good = [r for r in result.rows if r.ndcg_at_10 >= floor]
+    # Within tolerance = the lower end of the 95% interval of the per-query difference, not the
+    # mean (tests/index/test_plan_noise.py has the cases where the two disagree).
+    floor = -result.reference.ndcg_at_10 * 0.01
+    good = [r for r in result.rows if r.ci_low is not None and r.ci_low >= floor]
+    assert result.reference in good and result.reference.ci_low == 0.0
     rec = result.recommended
     assert rec in good
     assert rec.bytes_per_doc == min(r.bytes_per_doc for r in good)
@@ -210,9 +213,11 @@ def test_choose_on_dev_report_on_test(tmp_path: Path) -> None:
     assert chosen.recommended == next(r for r in test.rows if r.name == dev.recommended.name)
     text = render_plan(chosen)
     assert (
-        "Recommended (chosen on dev: the cheapest configuration within 1% of exact 16 there): "
-        f"**{dev.recommended.name}**; on test:" in text
+        "Recommended (chosen on dev, where it is the cheapest configuration not shown worse "
+        f"than exact 16 by more than 1%): **{dev.recommended.name}**; on test:" in text
     )
+    assert f"on {dev.n_queries} dev queries (2000 resamples)" in text
+    assert f"Warning: this choice rests on only {dev.n_queries} dev queries" in text
     paths = write_plan(chosen, tmp_path / "metrics", plot_dir=tmp_path / "plots", markdown=False)
     assert paths == [tmp_path / "metrics" / "plan.json", tmp_path / "plots" / "plan.png"]
     assert PlanResult.from_dict(json.loads(paths[0].read_text())) == chosen  # round trip

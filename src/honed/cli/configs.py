@@ -123,4 +123,5 @@ def diagnose_config(args: argparse.Namespace) -> DiagnoseConfig:
         precision=args.precision,
         trust_remote_code=args.trust_remote_code,
         cache_dir=cache_dir_of(args),
+        user_queries=getattr(args, "queries", None),
     )

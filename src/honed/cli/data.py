@@ -9,7 +9,9 @@ from pathlib import Path
 from honed.cli.configs import diagnose_config
 from honed.data.check import check_dataset
 from honed.data.plan import RunPlan
+from honed.data.shift import SplitShift
 from honed.data.splits import SplitRule, positives_only
+from honed.data.user_queries import load_user_queries
 
 __all__ = ["cmd_check", "cmd_diagnose"]
 
@@ -51,11 +53,27 @@ def _plan_line(plan: RunPlan) -> str:
     )
 
 
+def shift_lines(shift: SplitShift | None) -> list[str]:
+    """Each query set's length and openings, then the one-line shift warning per reference."""
+    if shift is None:
+        return []
+    lines = [
+        f"  {p.name:>7} queries: mean {p.mean_words:.1f} words, {p.template_share:.0%} open with "
+        f"a repeated first 3 words (most common: \"{p.top_opening}\", {p.top_opening_share:.0%})"
+        for p in shift.profiles
+    ]
+    return lines + [f"warning: {line}" for line in shift.warnings]
+
+
+def _user_queries(args: argparse.Namespace) -> dict[str, str] | None:
+    return load_user_queries(args.queries) if getattr(args, "queries", None) else None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a BEIR folder; exit 1 when it has problems or honed run would refuse it, else
     say what honed run will do with it."""
     rule = SplitRule(args.dev_fraction, args.min_dev_queries, args.seed)
-    report = check_dataset(args.data, rule, args.allow_leakage)
+    report = check_dataset(args.data, rule, args.allow_leakage, _user_queries(args))
     print(f"{report.path}: {report.n_documents} documents, {report.n_queries} queries")
     for s in report.splits:
         print(
@@ -71,6 +89,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"  {label} length (words): mean {st.mean_words:.1f}, median {st.p50_words:.0f}, "
             f"p95 {st.p95_words:.0f}, max {st.max_words}"
         )
+    for line in shift_lines(report.shift):
+        print(line)
     for w in report.warnings:
         print(f"warning: {w}")
     for problem in report.problems:

@@ -417,8 +417,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     rec = result.recommended
     if rec.exact:
         print(
-            f"next: keep exact {rec.shortlist_dim}-dim search (no cheaper configuration within "
-            f"{result.tolerance:.0%})"
+            f"next: keep exact {rec.shortlist_dim}-dim search (no cheaper configuration shown "
+            f"within {result.tolerance:.0%} of it on {result.decided_on_queries} queries)"
         )
     else:
         print(

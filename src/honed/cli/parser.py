@@ -154,6 +154,7 @@ def _add_check(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=field_default(RunConfig, "seed"))
     p.add_argument("--allow-leakage", action="store_true", help="as honed run --allow-leakage")
+    _add_user_queries(p)
 
 
 def _add_evaluate(sub: Any) -> None:
@@ -249,8 +250,18 @@ def _add_diagnose(sub: Any) -> None:
         help="training rows of the probe",
     )
     p.add_argument("--out", help="also write the report (markdown) to this file")
+    _add_user_queries(p)
     add_model_args(p)
     add_cache_args(p)
+
+
+def _add_user_queries(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--queries",
+        metavar="FILE",
+        help="real user queries, one per line or JSONL with a \"text\" field (no labels): every "
+        "split is compared with them, and a warning says when train/dev/test look unlike them",
+    )
 
 
 def _add_encode_batch_size(p: argparse.ArgumentParser) -> None:

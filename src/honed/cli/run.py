@@ -99,9 +99,9 @@ def _print_run(args: argparse.Namespace, result: RunResult) -> int:
     if not is_main_process():  # under torchrun: the first process prints the summary
         return 0
     print()
+    print(verdict_headline(result.verdict))  # the first line: worth it, not confirmed, not worth it
     for sentence in result.verdict["sentences"]:
-        print(sentence)
-    print(verdict_headline(result.verdict))
+        print(f"  {sentence}")
     total = sum(result.timings.values())
     print(
         f"\nwrote {args.out}/report.html, report.md, report.json, model/, metrics/, mined.jsonl "

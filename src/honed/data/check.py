@@ -10,14 +10,15 @@ report on, or the one line with which run would refuse the data.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from honed.data.beir import BeirData, read_beir
 from honed.data.errors import DataError, Issues
 from honed.data.plan import RunPlan, plan_run
-from honed.data.splits import SplitRule
+from honed.data.shift import SplitShift, compare_splits
+from honed.data.splits import SplitRule, positives_only
 from honed.types import Qrels
 
 # Enough to see the pattern; a file of bad lines would otherwise flood the terminal.
@@ -52,7 +53,9 @@ class CheckReport:
 
     ``plan`` is what ``honed run`` will do with the data; ``refusal`` the one-line reason it
     would refuse it instead. Both are None when the data does not load or lacks the train or
-    test split (``honed evaluate`` may still use it).
+    test split (``honed evaluate`` may still use it). ``shift`` compares the splits' queries
+    (train, dev and test as run will use them, or the qrels files as they are) with the test
+    split and with the user queries given; None when the data does not load.
     """
 
     path: Path
@@ -65,6 +68,7 @@ class CheckReport:
     problems: tuple[str, ...]
     plan: RunPlan | None = None
     refusal: str | None = None
+    shift: SplitShift | None = None
 
     @property
     def ok(self) -> bool:
@@ -123,8 +127,41 @@ def _plan(data: BeirData, rule: SplitRule | None, allow_leakage: bool) -> tuple[
         return None, str(exc)
 
 
+def split_queries(data: BeirData, plan: RunPlan | None,
+                  user_queries: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """``split -> {qid: text}``: run's train/dev/test when planned, else each qrels file.
+
+    Only queries with a positive judgment count (the others are in no training pair and no
+    metric); ``"user"`` holds ``user_queries`` when given.
+    """
+    qrels = (
+        {"train": plan.splits.train, "dev": plan.splits.dev, "test": plan.splits.test}
+        if plan is not None else dict(data.qrels)
+    )
+    sets = {
+        name: {q: data.queries[q] for q in sorted(positives_only(split)) if q in data.queries}
+        for name, split in qrels.items()
+    }
+    sets = {name: texts for name, texts in sets.items() if texts}
+    if user_queries:
+        sets["user"] = dict(user_queries)
+    return sets
+
+
+def shift_of(sets: Mapping[str, Mapping[str, str]]) -> SplitShift | None:
+    """Every set against test and the user queries (those present); None with one set."""
+    references = [name for name in ("test", "user") if name in sets]
+    if len(sets) < 2 or not references:
+        return None
+    try:
+        return compare_splits(sets, references)
+    except ValueError:  # a split without a single word: nothing to compare, reported elsewhere
+        return None
+
+
 def check_dataset(path: str | Path, rule: SplitRule | None = None,
-                  allow_leakage: bool = False) -> CheckReport:
+                  allow_leakage: bool = False,
+                  user_queries: Mapping[str, str] | None = None) -> CheckReport:
     """Validate a BEIR folder, collecting every problem instead of stopping at the first.
 
     A problem that makes further checks impossible (a missing file, an empty corpus) ends the
@@ -134,6 +171,8 @@ def check_dataset(path: str | Path, rule: SplitRule | None = None,
         path: folder with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
         rule: ``honed run``'s dev carve (``--dev-fraction``, ``--min-dev-queries``, ``--seed``).
         allow_leakage: as ``honed run --allow-leakage``.
+        user_queries: real user queries (``--queries FILE``, see
+            :func:`honed.data.user_queries.load_user_queries`) to compare every split with.
 
     Returns:
         A :class:`CheckReport`; ``report.ok`` tells whether ``load_beir`` would succeed.
@@ -163,4 +202,5 @@ def check_dataset(path: str | Path, rule: SplitRule | None = None,
         problems=tuple(_capped(issues.problems)),
         plan=plan,
         refusal=refusal,
+        shift=shift_of(split_queries(data, plan, user_queries)),
     )

@@ -12,7 +12,11 @@ __all__ = ["DiagnoseConfig"]
 
 @dataclass(frozen=True)
 class DiagnoseConfig:
-    """Settings of ``honed diagnose`` (validated on construction)."""
+    """Settings of ``honed diagnose`` (validated on construction).
+
+    ``user_queries`` is a file of real user queries (``--queries``: one per line, or JSONL with
+    a ``"text"`` field) that every split is compared with.
+    """
 
     data: str
     base_model: str = "all-MiniLM-L6-v2"
@@ -26,6 +30,7 @@ class DiagnoseConfig:
     # The on-disk embedding cache of the corpus encoding ("auto" = $HONED_CACHE_DIR or
     # ~/.cache/honed/embeddings, None = memory only): an interrupted diagnosis keeps its work.
     cache_dir: str | None = "auto"
+    user_queries: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))

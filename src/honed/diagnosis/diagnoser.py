@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from honed.data.beir import load_beir
+from honed.data.shift import SplitShift
 from honed.data.splits import split_data
+from honed.data.user_queries import load_user_queries
 from honed.diagnosis.config import DiagnoseConfig
 from honed.diagnosis.cost import REF_PARAMETERS, REF_ROWS_PER_SECOND, CostEstimate, estimate_cost
 from honed.diagnosis.measure import (
@@ -52,6 +54,7 @@ from honed.diagnosis.measure import (
     reference_text,
 )
 from honed.diagnosis.probe import PROBE_POOL_DEPTH, Probe, run_probe
+from honed.diagnosis.splits import SplitMeasure, measure_splits
 from honed.encoding.disk_cache import resolve_cache_dir
 from honed.encoding.encoder import (
     EmbeddingCache,
@@ -64,7 +67,8 @@ from honed.types import Qrels
 
 __all__ = [
     "Baseline", "CostEstimate", "DataSize", "DiagnoseConfig", "Diagnosis", "Difficulty",
-    "DomainTerm", "Probe", "Terminology", "Verdict", "decide", "diagnose", "estimate_cost",
+    "DomainTerm", "Probe", "SplitMeasure", "Terminology", "Verdict", "decide", "diagnose",
+    "estimate_cost",
     "measure_difficulty", "measure_terminology", "reference_text", "render_diagnosis",
 ]
 
@@ -110,7 +114,11 @@ class DataSize:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """Everything ``honed diagnose`` measured and concluded."""
+    """Everything ``honed diagnose`` measured and concluded.
+
+    ``splits`` holds the base model on every split (and the user queries), ``shift`` the
+    comparison of each split with test and the user queries (:mod:`honed.diagnosis.splits`).
+    """
 
     data: str
     base_model: str
@@ -124,6 +132,8 @@ class Diagnosis:
     verdict: Verdict
     reasons: tuple[str, ...]
     seconds: float
+    splits: tuple[SplitMeasure, ...] = ()
+    shift: SplitShift | None = None
 
 
 def _signals(t: Terminology, b: Baseline, d: Difficulty) -> list[tuple[bool, str]]:
@@ -206,9 +216,9 @@ def diagnose(
     say = notify or (lambda message: None)
     start = time.perf_counter()
     data = load_beir(config.data)
+    user = load_user_queries(config.user_queries) if config.user_queries else None
     parts = split_data(data)
-    train, dev = parts.train, parts.dev
-    train, dev = _positives(train), _positives(dev)
+    train, dev, test = _positives(parts.train), _positives(parts.dev), _positives(parts.test)
     device = resolve_device(config.device)
     model_path = resolve_model_name(config.base_model)
     model = load_model(model_path, device, config.trust_remote_code)
@@ -245,14 +255,46 @@ def diagnose(
         say(f"probe: one epoch on {config.probe_rows} training rows")
         probe = run_probe(model_path, config, data, train, dev, (doc_ids, doc_texts, doc_emb),
                        cache, device)
+    say("splits: the base model on train, dev, test" + " and the user queries" * bool(user))
+    measured, shift = measure_splits(data, {"train": train, "dev": dev, "test": test}, user,
+                                     model, cache, (doc_ids, doc_texts, doc_emb), config.seed)
     verdict, reasons = decide(terminology, baseline, difficulty, size, probe)
+    if shift is not None and shift.warnings:
+        reasons = (*reasons, "Shift (reported, not voted): "
+                   + " ".join(w.removeprefix("shift: ") for w in shift.warnings))
     return Diagnosis(str(data.path), config.base_model, device, terminology, baseline,
                      difficulty, size, cost, probe, verdict, reasons,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, measured, shift)
 
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _splits_section(d: Diagnosis) -> list[str]:
+    """The base model on every split, then the shift lines (none: the splits look alike)."""
+    if not d.splits:
+        return []
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = ["## Every split (base model)", "",
+             "| split | queries | dense nDCG@10 | BM25 nDCG@10 | no positive in top 10 | "
+             "top-1 score | mean words | repeated opening |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    profiles = {p.name: p for p in d.shift.profiles} if d.shift else {}
+    for m in d.splits:
+        p = profiles.get(m.name)
+        miss = "-" if m.miss_top10_share is None else f"{m.miss_top10_share:.1%}"
+        words = "-" if p is None else f"{p.mean_words:.1f}"
+        opening = "-" if p is None else f"{p.template_share:.0%}"
+        measured = f"{m.queries}" + (f" of {m.total}" if m.total > m.queries else "")
+        lines.append(f"| {m.name} | {measured} | {cell(m.dense_ndcg10)} | {cell(m.bm25_ndcg10)} "
+                     f"| {miss} | {m.top1_score:.4f} | {words} | {opening} |")
+    warnings = d.shift.warnings if d.shift else ()
+    lines += ["", *(f"- warning: {w}" for w in warnings)] if warnings else [
+        "", "No shift: the splits' lengths, words, openings and embeddings look alike."]
+    return [*lines, ""]
 
 
 def render_diagnosis(d: Diagnosis) -> str:
@@ -280,6 +322,7 @@ def render_diagnosis(d: Diagnosis) -> str:
         "| system | nDCG@10 | Recall@10 |", "|---|---:|---:|",
         f"| dense (base model) | {b.dense_ndcg10:.4f} | {b.dense_recall10:.4f} |",
         f"| BM25 | {b.bm25_ndcg10:.4f} | {b.bm25_recall10:.4f} |", "",
+        *_splits_section(d),
         "## Relationship difficulty", "",
         f"- median margin (best positive - best non-positive): {x.median_margin:+.4f}",
         f"- margin negative: {x.negative_margin_share:.1%} of {x.queries} dev queries",

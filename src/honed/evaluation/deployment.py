@@ -14,7 +14,8 @@ from typing import Any
 
 from honed.retrieval.fusion import FusionConfig
 
-__all__ = ["SYSTEMS", "Deployment", "decide_deployment", "headline"]
+__all__ = ["SYSTEMS", "Deployment", "decide_deployment", "headline", "verdict_headline",
+           "verdict_kind"]
 
 SYSTEMS = ("dense", "bm25", "hybrid")
 """In order of simplicity: on a tie the earlier one is deployed (one index beats two)."""
@@ -114,9 +115,28 @@ def decide_deployment(
     return Deployment(deploy, decided_on, on, dict(reported), split, fusion, sentence)
 
 
-def headline(recommendation: str, retrieval: Mapping[str, Any] | None, fusion: str = "") -> str:
-    """The one-line recommendation that report.md, the printed summary and the model card show."""
+def headline(
+    recommendation: str, retrieval: Mapping[str, Any] | None, fusion: str = "",
+    judgement: str = "",
+) -> str:
+    """The one line that report.md, the printed summary and the model card show first.
+
+    With ``judgement`` (the first line of :func:`honed.evaluation.worth.judge_fine_tuning`:
+    worth it, not confirmed, not worth it) the line is the judgement, then the deploy decision
+    where the judgement does not already say it. Without (runs recorded before the kinds), the
+    plain recommendation those runs had.
+    """
     deploy = retrieval["deploy"] if retrieval else "dense"
+    if judgement:
+        model = "tuned" if recommendation == "tuned" else "base"
+        if deploy == "hybrid":
+            how = f" ({fusion})." if fusion else "."
+            return f"{judgement} Deploy hybrid retrieval, the {model} model fused with BM25{how}"
+        if deploy == "bm25":
+            return f"{judgement} Deploy BM25: on dev neither dense model nor the hybrid beats it."
+        if judgement.startswith("Worth it"):
+            return f"{judgement} Deploy the tuned model (dense retrieval)."
+        return judgement
     if deploy == "hybrid":
         return (
             "Recommendation: deploy hybrid retrieval, the tuned model fused with BM25"
@@ -138,3 +158,10 @@ def verdict_headline(verdict: Mapping[str, Any]) -> str:
         return str(verdict["headline"])
     retrieval = verdict.get("retrieval")
     return headline(str(verdict["recommendation"]), retrieval)
+
+
+def verdict_kind(verdict: Mapping[str, Any]) -> str | None:
+    """``"worth it"``, ``"not confirmed"`` or ``"not worth it"``, or None for a run recorded
+    before the kinds (its ``report.json`` has no ``"kind"``; its headline is kept as it was)."""
+    kind = verdict.get("kind")
+    return None if kind is None else str(kind)

@@ -10,10 +10,35 @@ import json
 from pathlib import Path
 
 from honed.files import write_text
+from honed.index.noise import few_queries_warning
 from honed.index.planner import PlanResult
 from honed.index.quantize import Quantization
 
 __all__ = ["render_plan", "write_plan"]
+
+
+def _interval(result: PlanResult) -> str:
+    """``"; 95% CI of the per-query difference [-0.0040, +0.0010]"`` ("" in older plans)."""
+    rec = result.recommended
+    if rec.ci_low is None or rec.ci_high is None:
+        return ""
+    return f"; 95% CI of the per-query difference [{rec.ci_low:+.4f}, {rec.ci_high:+.4f}]"
+
+
+def _rule(result: PlanResult) -> str:
+    """The rule the recommendation was chosen by, with the number of queries it rests on."""
+    ref, n = result.reference, result.decided_on_queries
+    on = result.chosen_on or result.split
+    if not result.n_resamples:  # recorded before the noise rule
+        return f"Rule: the cheapest configuration within {result.tolerance:.0%} of {ref.name}."
+    rule = (
+        f"Rule: the cheapest configuration whose paired bootstrap 95% lower bound of per-query "
+        f"nDCG@10 minus {ref.name} stays above -{result.tolerance:.0%} of {ref.name}'s nDCG@10, "
+        f"on {n} {on} queries ({result.n_resamples} resamples); looking within "
+        f"{result.tolerance:.0%} is not enough."
+    )
+    warning = few_queries_warning(n, on)
+    return rule + (f"\n\n{warning}" if warning else "")
 
 
 def _recommendation(result: PlanResult) -> str:
@@ -21,18 +46,16 @@ def _recommendation(result: PlanResult) -> str:
     head = f"Recommended: **{rec.name}**"
     if result.chosen_on and result.chosen_on != result.split:
         head = (
-            f"Recommended (chosen on {result.chosen_on}: the cheapest configuration within "
-            f"{result.tolerance:.0%} of {ref.name} there): **{rec.name}**; on {result.split}"
+            f"Recommended (chosen on {result.chosen_on}, where it is the cheapest configuration "
+            f"not shown worse than {ref.name} by more than {result.tolerance:.0%}): "
+            f"**{rec.name}**; on {result.split}"
         )
-        within = ""
-    else:
-        within = f"; allowed: within {result.tolerance:.0%}"
     return (
         f"{head}: {rec.bytes_per_doc:,} B/doc in the fast tier "
         f"({ref.bytes_per_doc / rec.bytes_per_doc:.0f}x fewer than {ref.name}), nDCG@10 "
         f"{rec.ndcg_at_10:.4f} vs {ref.ndcg_at_10:.4f} ({rec.ndcg_at_10 - ref.ndcg_at_10:+.4f}"
-        f"{within}), median {rec.latency_ms_median:.2f} ms vs {ref.latency_ms_median:.2f} ms "
-        "per query."
+        f"{_interval(result)}), median {rec.latency_ms_median:.2f} ms vs "
+        f"{ref.latency_ms_median:.2f} ms per query.\n\n{_rule(result)}"
     )
 
 

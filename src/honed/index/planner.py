@@ -5,7 +5,10 @@ below full x precision x shortlist size, re-ranked at full dim) and single-stage
 every dim is scored for quality (nDCG@10, Recall@10, Recall@100), fast-tier bytes per document
 and per-query latency. The corpus is encoded once, at full dim; every configuration is derived
 from that one array. The recommendation is the cheapest configuration (fewest bytes, then
-lowest median latency) whose nDCG@10 is within 1% (relative) of full-dim float32 exact search.
+lowest median latency) shown not worse than full-dim float32 exact search by more than the
+tolerance (1% of its nDCG@10): the lower end of the paired bootstrap 95% interval of the
+per-query nDCG@10 difference stays above -1% (:mod:`honed.index.noise` says why a lower bound,
+and warns below 100 queries). Merely looking within 1% on a few queries is not enough.
 
 The final ranking has ``min(100, shortlist)`` documents: a two-stage search can only return
 what it shortlisted, so with a shortlist of 50, Recall@100 is the recall of those 50. The
@@ -32,15 +35,18 @@ from honed.encoding.encoder import (
     load_model,
     resolve_model_name,
 )
-from honed.evaluation.metrics import evaluate
+from honed.evaluation.metrics import evaluate, per_query
 from honed.index.index import Index
+from honed.index.noise import N_RESAMPLES, passes, versus_exact
 from honed.index.quantize import Quantization, as_quantization, bytes_per_doc
 from honed.types import Qrels, Run
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["PlanGrid", "PlanResult", "PlanRow", "choose_on", "plan", "plan_embeddings"]
+__all__ = [
+    "PlanGrid", "PlanResult", "PlanRow", "choose_on", "plan", "plan_embeddings", "recommend",
+]
 
 FINAL_K = 100  # depth of the final ranking (capped at the shortlist)
 METRICS = ("ndcg@10", "recall@10", "recall@100")
@@ -55,7 +61,10 @@ class PlanGrid:
             checked against the model's width by :meth:`dims_for`).
         precisions: fast-tier precisions to try.
         shortlists: shortlist sizes to try.
-        tolerance: relative nDCG@10 loss allowed for the recommendation (0.01: within 1%).
+        tolerance: relative nDCG@10 loss allowed for the recommendation (0.01: 1%), which the
+            lower end of the 95% interval of the per-query difference must stay within.
+        n_resamples: bootstrap resamples of that interval.
+        seed: the resampling seed.
 
     Raises:
         ValueError: an unknown precision, or an empty shortlists or one that is not a
@@ -66,6 +75,8 @@ class PlanGrid:
     precisions: Sequence[Quantization | str] = ("float32", "int8", "binary")
     shortlists: Sequence[int] = (50, 100, 200)
     tolerance: float = 0.01
+    n_resamples: int = N_RESAMPLES
+    seed: int = 0
 
     def __post_init__(self) -> None:
         for s in self.shortlists:
@@ -99,7 +110,11 @@ class PlanGrid:
 
 @dataclass(frozen=True)
 class PlanRow:
-    """One configuration and what it costs and scores; ``shortlist`` is None for exact search."""
+    """One configuration and what it costs and scores; ``shortlist`` is None for exact search.
+
+    ``ci_low``/``ci_high`` bound the paired bootstrap 95% interval of its per-query nDCG@10 minus
+    the reference's, ``p_value`` is the paired test's (None in plans recorded before them).
+    """
 
     name: str
     shortlist_dim: int
@@ -111,6 +126,9 @@ class PlanRow:
     bytes_per_doc: int
     latency_ms_median: float
     latency_ms_p95: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
 
     @property
     def exact(self) -> bool:
@@ -127,7 +145,8 @@ class PlanResult:
     """Every configuration scored, the reference (full-dim float32 exact) and the recommendation.
 
     ``chosen_on`` names the split the recommendation was chosen on when it is not ``split``
-    (see :func:`choose_on`); empty when it was chosen on ``split`` itself.
+    (see :func:`choose_on`), ``chosen_on_queries`` its number of queries; empty and 0 when it was
+    chosen on ``split`` itself. ``n_resamples`` 0: a plan recorded before the noise rule.
     """
 
     rows: tuple[PlanRow, ...]
@@ -140,6 +159,13 @@ class PlanResult:
     model_name: str
     tolerance: float = 0.01
     chosen_on: str = ""
+    chosen_on_queries: int = 0
+    n_resamples: int = 0
+
+    @property
+    def decided_on_queries(self) -> int:
+        """How many queries the recommendation rests on."""
+        return self.chosen_on_queries if self.chosen_on else self.n_queries
 
     def pareto(self, cost: str) -> tuple[PlanRow, ...]:
         """Rows no other row beats on both ``cost`` (a PlanRow field, lower is better) and nDCG@10.
@@ -215,8 +241,9 @@ def _row(
     query_emb: np.ndarray,
     query_ids: Sequence[str],
     qrels: Qrels,
-) -> PlanRow:
-    """``index`` searched with ``shortlist`` (None: exact), scored and timed."""
+) -> tuple[PlanRow, dict[str, float]]:
+    """``index`` searched with ``shortlist`` (None: exact), scored and timed; and its per-query
+    nDCG@10 (``qid -> value``)."""
     run, latencies = _timed_run(index, query_emb, query_ids, shortlist)
     scores = evaluate(qrels, run, METRICS)
     return PlanRow(
@@ -230,7 +257,7 @@ def _row(
         bytes_per_doc=bytes_per_doc(index.info.shortlist_dim, index.info.precision),
         latency_ms_median=statistics.median(latencies),
         latency_ms_p95=float(np.percentile(latencies, 95)),
-    )
+    ), per_query(qrels, run, ["ndcg@10"])["ndcg@10"]
 
 
 def _score_grid(
@@ -240,7 +267,7 @@ def _score_grid(
     query_ids: Sequence[str],
     qrels: Qrels,
     grid: PlanGrid,
-) -> list[PlanRow]:
+) -> list[tuple[PlanRow, dict[str, float]]]:
     """Exact search at the full width and each grid dim, then every two-stage configuration."""
     width = np.asarray(doc_emb).shape[1]
     dims = grid.dims_for(width)
@@ -255,6 +282,33 @@ def _score_grid(
                 name = f"{d} {as_quantization(precision).value} top-{s}"
                 rows.append(_row(name, index, s, query_emb, query_ids, qrels))
     return rows
+
+
+def recommend(
+    scored: Sequence[tuple[PlanRow, dict[str, float]]], grid: PlanGrid
+) -> tuple[list[PlanRow], PlanRow]:
+    """Every row with its interval against the first (the reference), and the recommendation.
+
+    The recommendation is the cheapest row (bytes, then median latency) that passes
+    :func:`honed.index.noise.passes`: its paired bootstrap lower bound of per-query nDCG@10
+    minus the reference's stays above ``-grid.tolerance x`` the reference's nDCG@10.
+
+    Args:
+        scored: ``(row, qid -> nDCG@10)`` per configuration, the reference (exact full-dim
+            float32) first; every row scored on the same queries.
+        grid: its ``tolerance``, ``n_resamples`` and ``seed``.
+
+    Example:
+        >>> rows, best = recommend([(exact_row, exact_scores), (cheap_row, cheap_scores)], PlanGrid())  # doctest: +SKIP
+    """
+    reference, exact_scores = scored[0]
+    rows, good = [], []
+    for row, scores in scored:
+        t = versus_exact(exact_scores, scores, grid.seed, grid.n_resamples)
+        rows.append(replace(row, ci_low=t.ci_low, ci_high=t.ci_high, p_value=t.p_value))
+        if passes(t, reference.ndcg_at_10, grid.tolerance):  # the reference always does
+            good.append(rows[-1])
+    return rows, min(good, key=lambda r: (r.bytes_per_doc, r.latency_ms_median))
 
 
 def plan_embeddings(
@@ -279,7 +333,8 @@ def plan_embeddings(
         qrels: the split's judgments.
         dims: shortlist dims, each below ``dim`` (default: the Matryoshka dims below it).
         split, model_name: recorded in the result.
-        **grid: the other :class:`PlanGrid` fields: ``precisions``, ``shortlists``, ``tolerance``.
+        **grid: the other :class:`PlanGrid` fields: ``precisions``, ``shortlists``,
+            ``tolerance``, ``n_resamples``, ``seed``.
 
     Raises:
         ValueError: no dim below the full width, a dim or shortlist out of range, a bad precision.
@@ -291,14 +346,13 @@ def plan_embeddings(
             f"query_ids has {len(query_ids)} ids for {len(query_emb)} query embeddings: "
             "expected one id per row, and at least one query"
         )
-    rows = _score_grid(doc_emb, doc_ids, query_emb, query_ids, qrels, config)
-    reference, floor = rows[0], rows[0].ndcg_at_10 * (1 - config.tolerance)
-    good = [r for r in rows if r.ndcg_at_10 >= floor]
-    recommended = min(good, key=lambda r: (r.bytes_per_doc, r.latency_ms_median))
+    rows, recommended = recommend(
+        _score_grid(doc_emb, doc_ids, query_emb, query_ids, qrels, config), config
+    )
     n_docs, n_queries = len(doc_ids), len(query_ids)
     return PlanResult(
-        tuple(rows), reference, recommended, width, n_docs, n_queries, split, model_name,
-        config.tolerance,
+        tuple(rows), rows[0], recommended, width, n_docs, n_queries, split, model_name,
+        config.tolerance, n_resamples=config.n_resamples,
     )  # fmt: skip
 
 
@@ -320,7 +374,8 @@ def choose_on(chosen: PlanResult, reported: PlanResult) -> PlanResult:
             f"{len(chosen.rows)} and {len(reported.rows)} different ones; fix: run both with the "
             "same dims, precisions and shortlists"
         )
-    return replace(reported, recommended=by_name[chosen.recommended.name], chosen_on=chosen.split)
+    return replace(reported, recommended=by_name[chosen.recommended.name], chosen_on=chosen.split,
+                   chosen_on_queries=chosen.n_queries)
 
 
 def plan(

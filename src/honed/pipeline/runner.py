@@ -357,6 +357,8 @@ class _Runner(RunState):
                 self.trained,
                 self.evidence["test"]["tests"],
                 self.evidence.get("fusion"),
+                dev_queries=len(positives_only(self.dev)),
+                shift=bool(self.evidence.get("shift", {}).get("warnings")),
             ),
             environment={**environment(), "base_fingerprint": self.base_fp},
             evidence=self.evidence,

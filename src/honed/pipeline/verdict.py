@@ -1,6 +1,8 @@
 """The run's verdict: did fine-tuning clear the baseline and BM25, and what to deploy.
 
-Decided on dev; test is reported, never used to choose.
+Decided on dev; test is reported, never used to choose, but it confirms the choice or not: the
+verdict's ``kind`` is "worth it", "not confirmed" or "not worth it"
+(:func:`honed.evaluation.worth.judge_fine_tuning`), and its first line (``headline``) says which.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from honed.evaluation.deployment import decide_deployment, headline
+from honed.evaluation.worth import judge_fine_tuning
 from honed.retrieval.fusion import FusionConfig
 from honed.training.trainer import TrainResult
 from honed.types import SplitMetrics
@@ -63,8 +66,14 @@ def make_verdict(
     result: Any,
     tests: Sequence[Mapping[str, Any]] = (),
     fusion: Mapping[str, Any] | None = None,
+    dev_queries: int | None = None,
+    shift: bool = False,
 ) -> dict[str, Any]:
     """Did fine-tuning clear the baseline and BM25? Decided on dev; test is reported, not used to choose.
+
+    ``kind`` says whether test confirms the dev choice (the paired test of tuned vs base on test
+    nDCG@10 among ``tests``); ``dev_queries`` (the dev split's size, named as the reason when
+    small) and ``shift`` (the train/test shift check warned) shape its advice.
 
     With a ``"hybrid"`` system in ``metrics`` (and ``fusion``, the chosen
     :meth:`~honed.retrieval.fusion.FusionConfig.to_record` of the fusion chosen on dev), one more sentence says which of dense, BM25 and
@@ -114,7 +123,9 @@ def make_verdict(
         how = f"{config.method.value}, dense weight {config.dense_weight:g}" if config else ""
         retrieval = _deployment(metrics, full, recommend, tests, config)
         lines.append(retrieval["sentence"])
+    judgement = judge_fine_tuning(base_dev, tuned_dev, vs_base, dev_queries, shift)
     return {
+        "kind": judgement.kind.value,
         "recommendation": recommend,
         "base_dev_ndcg10": base_dev,
         "tuned_dev_ndcg10": tuned_dev,
@@ -124,5 +135,6 @@ def make_verdict(
         "best_epoch": result.best_epoch,
         "retrieval": retrieval,
         "sentences": lines,
-        "headline": headline(recommend, retrieval, how),
+        "dev_queries": dev_queries,
+        "headline": headline(recommend, retrieval, how, judgement.line),
     }

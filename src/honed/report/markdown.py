@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from honed.evaluation.deployment import verdict_headline
+from honed.evaluation.deployment import verdict_headline, verdict_kind
+from honed.evaluation.worth import VerdictKind
 from honed.index.plan_report import render_plan
 from honed.index.planner import PlanResult
 from honed.report.model_card import rotation_note
@@ -181,15 +182,26 @@ def _sessions_note(sessions: int) -> str:
     )
 
 
+def _shift_note(evidence: Mapping[str, Any]) -> str:
+    """The train/test shift warning under the verdict's first line (empty when it did not fire)."""
+    warnings = (evidence.get("shift") or {}).get("warnings") or []
+    if not warnings:
+        return ""
+    return "\n\nWarning: the training queries look unlike the test queries: " + "; ".join(warnings) + "."
+
+
 def render_markdown(run: RunResult) -> str:
     """The whole ``report.md``: verdict first, then tables, plots, mining, training, data, timings."""
     data, training = run.data, run.training
     sections = [
         f"# honed run report: `{Path(data['path']).name}`",
-        "## Verdict\n\n" + "\n".join(f"- {s}" for s in run.verdict["sentences"]),
-        f"**{verdict_headline(run.verdict)}**\n\nModel: "
+        f"## Verdict\n\n**{verdict_headline(run.verdict)}**{_shift_note(run.evidence)}\n\n"
+        + "\n".join(f"- {s}" for s in run.verdict["sentences"]),
+        "Model: "
         + (
-            f"`{run.run_dir}/model` (tuned)"
+            f"`{run.run_dir}/model` (tuned"
+            + ("; chosen on dev, not confirmed on test)" if verdict_kind(run.verdict)
+               == VerdictKind.NOT_CONFIRMED.value else ")")
             if run.verdict["recommendation"] == "tuned"
             else f"`{run.config['base_model']}` (base)"
         ),
