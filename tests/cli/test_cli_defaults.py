@@ -56,6 +56,7 @@ OPTIONS = [
     ("mine", "base", RunConfig, "base_model"),
     ("mine", "seed", MiningConfig, "seed"),
     ("mine", "encode_batch_size", RunConfig, "encode_batch_size"),
+    ("run", "encode_batch_size", RunConfig, "encode_batch_size"),
     *[("train", dest, cls, name) for dest, cls, name in TRAINING + MODEL],
     ("train", "base", RunConfig, "base_model"),
     ("train", "seed", TrainConfig, "seed"),

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import TINY_DIM
+from honed.encoding.bundled import DEFAULT_MODEL
 from honed.encoding.encoder import (
-    DEFAULT_MODEL,
     EmbeddingCache,
     EncodeStats,
     Precision,

@@ -11,7 +11,6 @@ from honed.pipeline.budget import (
     Knobs,
     parse_duration,
     plan_budget,
-    sample_train_queries,
 )
 
 QUERIES = 5000
@@ -119,12 +118,3 @@ def test_an_explicit_query_limit_is_never_raised() -> None:
 def test_plan_budget_refuses_a_bad_budget() -> None:
     with pytest.raises(ValueError, match="budget_seconds: expected a positive number, got 0"):
         plan_budget(0, _cost, START, QUERIES, 256)
-
-
-def test_sample_train_queries_is_seeded_and_keeps_positives_only() -> None:
-    qrels = {f"q{i}": {"d": 1 if i % 5 else 0} for i in range(50)}
-    sample = sample_train_queries(qrels, 10, seed=3)
-    assert len(sample) == 10 and all(max(d.values()) >= 1 for d in sample.values())
-    assert sample == sample_train_queries(qrels, 10, seed=3)
-    assert sample != sample_train_queries(qrels, 10, seed=4)
-    assert sample_train_queries(qrels, None, seed=3) == qrels

@@ -17,8 +17,9 @@ from honed.encoding.distributed import group_ready, log_encode, on_main_process,
 
 WORKER = Path(__file__).with_name("_torchrun_main.py")
 # The mini BEIR corpus has 40 documents and 16 train queries with a positive; in batches of 4
-# that is 10 + 4 batches, dealt 5 + 2 to each process.
-ENCODE_ARGS = ["--device", "cpu", "--precision", "fp32", "--encode-batch-size", "4"]
+# that is 10 + 4 batches, dealt 5 + 2 to each process. No disk cache: the single-process run would
+# leave the vectors there for the launch to read back.
+ENCODE_ARGS = ["--device", "cpu", "--precision", "fp32", "--encode-batch-size", "4", "--no-cache"]
 
 
 def _env(**extra: str) -> dict[str, str]:

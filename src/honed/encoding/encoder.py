@@ -28,6 +28,7 @@ import numpy as np
 
 from honed.encoding import batches, distributed
 from honed.encoding.batches import Progress, encode_with_bar
+from honed.encoding.bundled import default_model_path, resolve_model_name
 from honed.encoding.disk_cache import DiskCache, encoder_setting, setting_key, text_digest
 
 if TYPE_CHECKING:
@@ -38,10 +39,12 @@ __all__ = [
     "EncodeStats",
     "Precision",
     "autocast",
+    "default_model_path",
     "load_model",
     "model_fingerprint",
     "resolve_device",
     "resolve_precision",
+    "resolve_model_name",
 ]
 
 

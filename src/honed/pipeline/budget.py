@@ -24,16 +24,13 @@ saved by each cut has not been measured cut by cut.
 from __future__ import annotations
 
 import math
-import random
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from honed.types import Qrels
-
 __all__ = [
-    "BudgetPlan", "Knobs", "format_minutes", "parse_duration", "plan_budget", "sample_train_queries",
+    "BudgetPlan", "Knobs", "format_minutes", "parse_duration", "plan_budget",
 ]
 
 TARGET = 0.9  # plan to 90% of the budget: the estimate may be ~10-35% off
@@ -147,21 +144,6 @@ def _most_queries(
         else:
             high = middle
     return with_queries(low)
-
-
-def sample_train_queries(qrels: Qrels, n: int | None, seed: int) -> Qrels:
-    """A seeded sample of ``n`` of the queries of ``qrels`` that have a positive (all if None).
-
-    Example:
-        >>> sorted(sample_train_queries({"a": {"d": 1}, "b": {"d": 1}, "c": {"d": 0}}, 1, 0))
-        ['b']
-    """
-    eligible = sorted(q for q, docs in qrels.items() if docs and max(docs.values()) >= 1)
-    if n is None or n >= len(eligible):
-        return {q: dict(d) for q, d in qrels.items()}
-    keep = set(random.Random(seed).sample(eligible, n))
-    return {q: dict(qrels[q]) for q in sorted(keep)}
-
 
 def plan_budget(
     budget_seconds: float,

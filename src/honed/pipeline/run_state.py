@@ -47,6 +47,8 @@ class RunState:
     so every process takes the same decisions.
     """
 
+    result: RunResult  # set by the report stage
+
     def __init__(
         self, config: RunConfig, say: Notify, device: str, resume: bool = False
     ) -> None:
