@@ -7,6 +7,7 @@ instant. Expected user errors print ``error: ...`` and exit 1; ``--debug`` shows
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -17,7 +18,7 @@ from honed.cli.parser import build_parser, options_given
 from honed.cli.run import cmd_run
 from honed.cli.serve import cmd_serve
 from honed.cli.training import cmd_mine, cmd_report, cmd_train
-from honed.encoding.distributed import rank, reported_by_main, world_size
+from honed.encoding.distributed import reported_by_main
 from honed.index.postgres.redact import scrub
 from honed.pipeline.resources import (
     ResourceError,  # no torch at import: `honed --help` stays instant
@@ -75,6 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The library masks passwords already; this is the last line of defence for --store.
         print(f"error{_which_process()}: {scrub(message, getattr(args, 'store', None))}", file=sys.stderr)
         return 1
+
+
+def rank() -> int:
+    """This process's rank in a torchrun/accelerate launch, from the launcher's environment.
+
+    Not ``torch.distributed``: an error or a Ctrl-C may arrive while torch is still importing.
+    """
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    """Processes in the launch, from the launcher's environment (1 when not launched so)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _which_process() -> str:

@@ -80,6 +80,8 @@ RULES: dict[str, Rule] = {
     "seed": Rule("--seed", False),
     "allow_leakage": Rule("--allow-leakage", False),
     "max_train_queries": Rule("--max-train-queries", False),
+    # The budget was planned into the run's settings when it started (config.json budget_plan).
+    "time_budget": Rule("--time-budget", False),
     "device": Rule("--device", False),
     "precision": Rule("--precision", False),
     "encode_batch_size": Rule("--encode-batch-size", False),
