@@ -37,3 +37,15 @@ def torchrun(
         out, _ = proc.communicate()
         pytest.fail(f"torchrun did not finish in {timeout} s; output:\n{out[-4000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, None)
+
+
+def gloo_env(**extra: str) -> dict[str, str]:
+    """The environment of a CPU (gloo) launch in a test: offline, one thread, no GPU."""
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "TOKENIZERS_PARALLELISM": "false",
+        **extra,
+    }

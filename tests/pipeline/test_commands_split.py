@@ -7,7 +7,6 @@ the first one mines or scores, and the results are those of a single process.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,9 @@ ENCODE_ARGS = ["--device", "cpu", "--precision", "fp32", "--encode-batch-size", 
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "TOKENIZERS_PARALLELISM": "false",
-        **extra,
-    }
+    from torchrun_helpers import gloo_env
+
+    return gloo_env(**extra)
 
 
 def _launch(args: list[str], env: dict[str, str]) -> str:

@@ -10,7 +10,6 @@ the launch with one message instead of a hang.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -36,14 +35,9 @@ def _args(data: Path, out: Path, model: Path, batch_size: int) -> list[str]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "TOKENIZERS_PARALLELISM": "false",
-        **extra,
-    }
+    from torchrun_helpers import gloo_env
+
+    return gloo_env(**extra)
 
 
 def _torchrun(args: list[str], env: dict[str, str], expect_ok: bool = True) -> tuple[int, str]:
