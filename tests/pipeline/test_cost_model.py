@@ -177,3 +177,20 @@ def test_a_long_run_names_the_budget_option(
     first = next(i for i, m in enumerate(messages) if m.startswith("baseline: encoding"))
     warning = [m for m in messages[:first] if "over an hour" in m]
     assert len(warning) == 1 and "--time-budget" in warning[0]
+
+
+def test_a_torchrun_launch_shares_encoding_and_steps_between_its_processes() -> None:
+    """Two processes: each encodes half, a step covers 2 x batch_size rows; mining is the first's."""
+    rates = Rates(1e-4, 1e-3, 3e-4, 1e-3, 0.01, 1e-9, 90_000_000)
+    one = Workload(1000, 300, 200, 256, 30, 70)
+    two = replace(one, processes=2)
+    lengths = Lengths((200,), (20,), 256)
+    costs = {
+        w.processes: estimate_stages(lengths, w, rates, TrainConfig(), negatives=3, encode_batch=64)
+        for w in (one, two)
+    }
+    assert costs[1].train.steps == 6 * 4 and costs[2].train.steps == 6 * 2  # 256 rows: 64 vs 128
+    assert costs[2].train.step == costs[1].train.step  # each process steps on its own 64 rows
+    assert costs[2].mine == costs[1].mine
+    other = BASELINE_OTHER * rates.machine
+    assert costs[2].baseline - other == pytest.approx((costs[1].baseline - other) / 2)

@@ -126,6 +126,11 @@ def test_each_process_encodes_its_share_and_only_the_first_writes(runs: dict) ->
         # the mini corpus (40 docs) and its queries, in batches of 4 dealt in turn
         assert abs(shares[0] - shares[1]) <= 4
         assert logged[0][label]["world_size"] == 2
+    # The final evaluation encodes the dev and test queries only: the kept epoch's corpus
+    # encoding, made by the trainer's dev evaluation in the first process, is reused there.
+    splits = json.loads((split / "splits.json").read_text())
+    evaluated = sum(entry["evaluate"]["encoded"] for entry in logged)
+    assert evaluated == len({*splits["dev"], *splits["test"]}), (evaluated, splits.keys())
     assert output.count("wrote ") == 1 and output.count("next: open") == 1
     assert output.count("[honed] loading") == 1  # one process prints the progress lines
     assert "2 processes: each encodes its share" in output

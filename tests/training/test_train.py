@@ -366,3 +366,18 @@ def test_merge_rounds_continues_the_epochs_and_keeps_the_right_best(kept: bool) 
 def test_remine_settings_are_validated(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_fewer_rows_than_one_distributed_step_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torchrun only full batches are used: 13 rows cannot fill 2 processes x 16 rows."""
+    from honed.training import trainer
+
+    monkeypatch.setattr(trainer, "world_size", lambda: 2)
+    config = TrainConfig(batch_size=16)
+    with pytest.raises(ValueError, match=r"13 rows are fewer than one step of 2 processes x 16 "
+                       r"rows; fix: --batch-size 6 or less"):  # fmt: skip
+        trainer._training_args(config, tmp_path, 13, False, "cpu", False)
+    monkeypatch.setattr(trainer, "world_size", lambda: 1)
+    trainer._training_args(config, tmp_path, 13, False, "cpu", False)  # one process: a short batch

@@ -255,6 +255,11 @@ class EmbeddingCache:
         known = {k for k in keys if k in store}
         return sum(text_digest(t) in known for t in texts)
 
+    def in_memory(self, model: SentenceTransformer, texts: Sequence[str]) -> bool:
+        """Are all of ``texts`` held in this process's memory for ``model`` (no disk lookup)?"""
+        store = self._store.get(self.fingerprint(model), {})
+        return all(text_digest(t) in store for t in texts)
+
     def encode(
         self,
         model: SentenceTransformer,
@@ -263,6 +268,7 @@ class EmbeddingCache:
         fingerprint: str | None = None,
         disk: bool = True,
         progress: Progress | None = None,
+        split: bool = True,
     ) -> np.ndarray:
         """Return L2-normalised float32 embeddings, shape (len(texts), dim), encoding only unseen texts.
 
@@ -271,6 +277,7 @@ class EmbeddingCache:
         are encoded one batch at a time: ``show_progress_bar`` shows a bar over them that moves
         with every batch, ``progress`` is called with each batch's size (and once with the
         texts found in the cache), and finished batches reach the disk as they are done.
+        ``split=False``: this process alone, even under ``torchrun`` (the others are not calling).
         """
         fingerprint = fingerprint or self.fingerprint(model)
         store = self._store.setdefault(fingerprint, {})
@@ -289,7 +296,7 @@ class EmbeddingCache:
             self._counts["hits_disk"] += len(hits)
         if progress is not None and len(missing) < len(keys):
             progress(len(keys) - len(missing))  # found in memory or on disk
-        if self._splits(model, texts):
+        if split and self._splits(model, texts):
             fresh = self._encode_split(model, keys, texts, missing, show_progress_bar)
             store.update(fresh)
             if missing and on_disk is not None and distributed.is_main_process():

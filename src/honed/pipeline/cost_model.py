@@ -118,6 +118,10 @@ class Workload:
     test_queries: int
     docs_cached: int = 0  # base-model encodings already on disk: the baseline skips them
     queries_cached: int = 0
+    # Processes of a torchrun launch: each encodes its share of every encoding and trains its
+    # own batch_size rows a step (so a step covers batch_size x processes rows); mining, the
+    # planner and the tests run in the first process alone.
+    processes: int = 1
 
     def sampled(self, max_train_queries: int | None) -> Workload:
         """The workload with a sample of ``max_train_queries`` training queries (same pairs/query)."""
@@ -220,8 +224,8 @@ def train_step_seconds(
     return seconds
 
 
-def _steps(rows: int, config: TrainConfig, epochs: int) -> int:
-    return epochs * max(1, math.ceil(rows / config.batch_size))
+def _steps(rows: int, config: TrainConfig, epochs: int, processes: int = 1) -> int:
+    return epochs * max(1, math.ceil(rows / (config.batch_size * processes)))
 
 
 def _dev_eval(lengths: Lengths, work: Workload, batch: int, rates: Rates) -> float:
@@ -229,8 +233,7 @@ def _dev_eval(lengths: Lengths, work: Workload, batch: int, rates: Rates) -> flo
     return (
         encode_seconds(lengths.docs, work.n_docs, batch, rates)
         + encode_seconds(lengths.queries, work.dev_queries, batch, rates)
-        + work.dev_queries * work.n_docs * rates.score
-    )
+    ) / work.processes + work.dev_queries * work.n_docs * rates.score
 
 
 def _mining(work: Workload, rates: Rates) -> float:
@@ -252,13 +255,15 @@ def _train_cost(
         # The corpus is not encoded again: the kept epoch's dev evaluation left its encoding in
         # the cache (same weights, same fingerprint), and the final evaluation finds it too.
         round2 = (
-            encode_seconds(tuned.queries, work.train_queries, encode_batch, rates)
+            encode_seconds(tuned.queries, work.train_queries, encode_batch, rates) / work.processes
             + _mining(work, rates)
         )
     parts = {"step": step, "dev_evaluation": evaluation, "checkpoint": checkpoint,
              "round2_mining": round2}  # fmt: skip
     other = epochs * (evaluation + checkpoint) + round2
-    steps = _steps(rows, config, config.epochs) + _steps(rows, config, config.remine_epochs)
+    steps = _steps(rows, config, config.epochs, work.processes) + _steps(
+        rows, config, config.remine_epochs, work.processes
+    )
     return TrainCost(step=step, steps=steps, other=other), parts
 
 
@@ -293,12 +298,12 @@ def estimate_stages(
     baseline = encode_seconds(
         lengths.docs, work.n_docs - work.docs_cached, encode_batch, rates
     ) + encode_seconds(lengths.queries, work.n_queries - work.queries_cached, encode_batch, rates)
-    baseline += BASELINE_OTHER * rates.machine
+    baseline = baseline / work.processes + BASELINE_OTHER * rates.machine
     mine = _mining(work, rates)
     train, parts = _train_cost(lengths, work, config, negatives, rates, encode_batch)
     tuned = lengths.truncated(config.max_seq_length)
     around = PLANNER_FIXED + PLANNER_DOC * work.n_docs
     around += EVIDENCE_DRAW * n_resamples * work.test_queries
-    evaluate = encode_seconds(tuned.queries, work.test_queries, encode_batch, rates)
+    evaluate = encode_seconds(tuned.queries, work.test_queries, encode_batch, rates) / work.processes
     evaluate += around * rates.machine
     return StageCosts(baseline, mine, train, evaluate, parts)

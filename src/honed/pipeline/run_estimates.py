@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from honed.data.splits import count_pairs, positives_only
+from honed.encoding.distributed import world_size
 from honed.encoding.encoder import resolve_precision
 from honed.pipeline.budget import BudgetPlan, Knobs, format_minutes, plan_budget
 from honed.pipeline.cost_model import (
@@ -76,6 +77,7 @@ def workload(
         test_queries=len(splits.test),
         docs_cached=cache.known(model, doc_texts),
         queries_cached=cache.known(model, [data.queries[q] for q in qids]),
+        processes=world_size(),
     )
 
 
@@ -211,7 +213,8 @@ class RunEstimates:
         """The trainer callback that corrects the training figure after its first steps."""
         costs = self.costs(config).train
         training = config.training
-        round2_steps = training.remine_epochs * -(-rows // training.batch_size)
+        step_rows = training.batch_size * self.work.processes  # each process its batch_size
+        round2_steps = training.remine_epochs * -(-rows // step_rows)
         start = time.perf_counter()
 
         def corrected(per_step: float, remaining: int) -> None:

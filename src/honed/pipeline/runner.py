@@ -23,7 +23,13 @@ from honed.data.beir import load_beir
 from honed.data.plan import plan_run
 from honed.data.splits import positives_only, sample_train
 from honed.encoding.dims import resolve_dims
-from honed.encoding.distributed import agree, on_main_process, process_device, process_group
+from honed.encoding.distributed import (
+    agree,
+    is_main_process,
+    on_main_process,
+    process_device,
+    process_group,
+)
 from honed.encoding.encoder import embedding_dim, load_model, resolve_device
 from honed.evaluation.runs import bm25_runs, dense_runs, encode_queries, metrics_of
 from honed.files import check_unlocked, write_json
@@ -292,11 +298,22 @@ class _Runner(RunState):
         # The tuned weights exist only in this run: their encodings stay in memory, off the disk.
         qids = sorted({*self.dev, *self.test})
         with self._logged("evaluate"):
-            tuned_docs = self.cache.encode(
-                self.model, self.doc_texts, show_progress_bar=True, disk=False
-            )
+            tuned_docs = self._tuned_corpus()
             q_tuned = encode_queries(self.cache, self.model, self.data, qids, disk=False)
         self._main(lambda: self._score_tuned(tuned_docs, q_tuned))
+
+    def _tuned_corpus(self) -> Any:
+        """The kept model's corpus encoding: from the kept epoch's dev evaluation when it is held.
+
+        Under ``torchrun`` that evaluation ran in the first process (the others served its
+        encode calls), so only the first process holds it; it alone scores, so only it needs it
+        (None in the others).
+        """
+        if agree(self.cache.in_memory(self.model, self.doc_texts)):  # the first process's answer
+            if not is_main_process():
+                return None
+            return self.cache.encode(self.model, self.doc_texts, disk=False, split=False)
+        return self.cache.encode(self.model, self.doc_texts, show_progress_bar=True, disk=False)
 
     def _score_tuned(self, tuned_docs: Any, q_tuned: Any) -> None:
         """The first process: search and score the tuned model, fuse, test, plan; write it all."""

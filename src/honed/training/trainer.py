@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,6 +147,12 @@ class HonedTrainer(SentenceTransformerTrainer):  # type: ignore[misc]
         return build_label_aware_sampler(dataset, self.honed_positives, **options)
 
 
+DEPRECATIONS_OF_LIBRARIES = (
+    r"`broadcast_buffers` is deprecated",
+    r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
+)
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
     """The newest *complete* checkpoint in ``folder`` (one with ``trainer_state.json``), or None.
 
@@ -163,6 +170,13 @@ def _training_args(
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     processes = world_size()  # under torchrun each process takes its own batch_size rows a step
+    if processes > 1 and n_rows < config.batch_size * processes:
+        # Distributed batches are full ones only (see dataloader_drop_last): none would remain.
+        raise ValueError(
+            f"training: {n_rows} rows are fewer than one step of {processes} processes x "
+            f"{config.batch_size} rows; fix: --batch-size {max(1, n_rows // processes)} or less, "
+            "or fewer processes"
+        )
     steps_per_epoch = math.ceil(n_rows / (config.batch_size * processes))
     return SentenceTransformerTrainingArguments(
         output_dir=str(output_dir),
@@ -287,7 +301,12 @@ def train_model(
     )
     start_epoch = checkpoint_epoch(run.resume_from)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+    with warnings.catch_warnings():
+        # Printed once per process under torchrun, about the libraries' own calls (accelerate's
+        # DDP arguments, sentence-transformers' gather), with nothing for a user to change.
+        for deprecated in DEPRECATIONS_OF_LIBRARIES:
+            warnings.filterwarnings("ignore", message=deprecated, category=FutureWarning)
+        trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     seconds = time.perf_counter() - start
     _remove_checkpoints(trainer, output_dir, run.keep_checkpoints)
     model.eval()
