@@ -81,6 +81,19 @@ def test_disk_false_keeps_a_call_in_memory(tiny_model: SentenceTransformer, tmp_
     assert not _shards(tmp_path)
 
 
+def test_persist_stores_what_a_memory_only_call_encoded_once(
+    tiny_model: SentenceTransformer, tmp_path: Path
+) -> None:
+    """``honed run`` encodes its tuned corpus off the disk, then persists it for model/'s users."""
+    cache = EmbeddingCache(precision="fp32", directory=tmp_path)
+    vectors = cache.encode(tiny_model, TEXTS, disk=False)
+    assert cache.persist(tiny_model, TEXTS) == 3 and cache.persist(tiny_model, TEXTS) == 0
+    later = EmbeddingCache(precision="fp32", directory=tmp_path)  # e.g. `honed index`
+    np.testing.assert_array_equal(later.encode(tiny_model, TEXTS), vectors)
+    assert later.stats == EncodeStats(requested=4, encoded=0, hits_disk=3)
+    assert EmbeddingCache(precision="fp32").persist(tiny_model, TEXTS) == 0  # no directory
+
+
 def test_no_directory_means_memory_only(tiny_model: SentenceTransformer, tmp_path: Path) -> None:
     cache = EmbeddingCache(precision="fp32")
     cache.encode(tiny_model, TEXTS)
@@ -393,4 +406,6 @@ def test_a_second_run_encodes_no_base_text(
     assert config["cache_dir"] == str(tmp_path / "cache")
     assert config["embedding_cache_dir"] == str(tmp_path / "cache")
     # only the base model is kept on disk: the tuned weights are new in every run
-    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
+    # the base model's encodings, and the saved tuned model's corpus (the same weights in both
+    # runs: same seed, same rows), which `honed index a/model` reads instead of encoding
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2

@@ -260,6 +260,24 @@ class EmbeddingCache:
         store = self._store.get(self.fingerprint(model), {})
         return all(text_digest(t) in store for t in texts)
 
+    def persist(self, model: SentenceTransformer, texts: Sequence[str]) -> int:
+        """Store on disk the vectors of ``texts`` held in memory for ``model`` and not there yet.
+
+        For a model that outlives the run (``honed run`` saves its tuned model): a later
+        ``honed index`` or ``evaluate`` of that folder finds them. Returns how many were stored.
+        """
+        if self.directory is None or not distributed.is_main_process():
+            return 0
+        fingerprint = self.fingerprint(model)
+        store = self._store.get(fingerprint, {})
+        keys = [k for k in dict.fromkeys(text_digest(t) for t in texts) if k in store]
+        on_disk = self._disk(model, fingerprint)
+        found = on_disk.lookup(keys)
+        new = [k for i, k in enumerate(keys) if i not in found]
+        if new:
+            self._write(on_disk, new, np.stack([store[k] for k in new]))
+        return len(new)
+
     def encode(
         self,
         model: SentenceTransformer,

@@ -295,10 +295,12 @@ class _Runner(RunState):
 
     def stage_evaluate(self) -> None:
         self.say("evaluating the tuned model on dev and test at every dim")
-        # The tuned weights exist only in this run: their encodings stay in memory, off the disk.
+        # Dev evaluations stayed off the disk (weights of one epoch); the kept model is saved.
         qids = sorted({*self.dev, *self.test})
         with self._logged("evaluate"):
             tuned_docs = self._tuned_corpus()
+            # model/ outlives the run: `honed index RUN/model` then finds its corpus encoding.
+            self.cache.persist(self.model, self.doc_texts)
             q_tuned = encode_queries(self.cache, self.model, self.data, qids, disk=False)
         self._main(lambda: self._score_tuned(tuned_docs, q_tuned))
 

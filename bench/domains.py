@@ -1,0 +1,147 @@
+"""``honed run --time-budget`` on several domains: base vs tuned on dev and test, and the clock.
+
+Each dataset is one ``honed run`` through the CLI, as a user types it, with its own empty
+embedding cache (so the baseline really encodes) and the given budget. The script then reads the
+run folder and prints two markdown tables: quality (nDCG@10 on dev and test, base / tuned /
+BM25, the verdict's kind) and time (the budget plan, wall seconds, and per stage the estimate
+printed before the baseline vs the actual seconds).
+
+    python bench/domains.py --budget 10m --out /tmp/domains \\
+        ../shared/data/scifact ../shared/data/tldr ../shared/data/django_code ../shared/data/tatqa
+    python bench/domains.py --table --out /tmp/domains   # the tables of the runs made so far
+
+Run it alone (one torch job at a time): the times are the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+STAGES = ("baseline", "mine", "train", "evaluate")
+
+
+def _honed() -> str:
+    return str(Path(sys.executable).with_name("honed"))
+
+
+def run_one(data: Path, budget: str, out: Path, extra: list[str]) -> dict[str, Any]:
+    """One budgeted run of ``data``; its record is saved as ``out/bench-<name>-<budget>.json``."""
+    name = data.name
+    run = out / f"{name}-{budget}"
+    command = [
+        _honed(), "run", str(data), "--out", str(run), "--overwrite", "--time-budget", budget,
+        "--cache-dir", str(out / f"cache-{name}-{budget}"), *extra,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    wall = time.perf_counter() - start
+    record = {
+        **read_run(run),
+        "dataset": name,
+        "budget": budget,
+        "extra": extra,
+        "wall_seconds": round(wall, 1),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    }
+    (out / f"bench-{name}-{budget}.json").write_text(json.dumps(record, indent=1), "utf-8")
+    return record
+
+
+def read_run(run: Path) -> dict[str, Any]:
+    """What the tables need from a finished run folder."""
+    report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    metrics = {
+        system: json.loads((run / "metrics" / f"{system}.json").read_text(encoding="utf-8"))
+        for system in ("base", "tuned", "bm25")
+        if (run / "metrics" / f"{system}.json").is_file()
+    }
+    full = str(max(int(d) for d in metrics["base"]["test"]))
+    ndcg = {
+        system: {split: by_split[split][full]["ndcg@10"] for split in ("dev", "test")}
+        for system, by_split in metrics.items()
+    }
+    data = report["data"]["splits"]
+    return {
+        "ndcg10": ndcg,
+        "queries": {split: data[split]["queries"] for split in ("train", "dev", "test")},
+        "documents": report["data"]["documents"],
+        "verdict": report["verdict"]["kind"],
+        "plan": (report.get("budget") or {}).get("sentence", ""),
+        "estimates": report.get("estimates") or {},
+    }
+
+
+def quality_table(records: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | budget | docs | train / dev / test queries | dev base | dev tuned | "
+        "test base | test tuned | test BM25 | verdict |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in records:
+        n, q = r["ndcg10"], r["queries"]
+        bm25 = f"{n['bm25']['test']:.3f}" if "bm25" in n else ""
+        lines.append(
+            f"| {r['dataset']} | {r['budget']} | {r['documents']:,} | "
+            f"{q['train']:,} / {q['dev']:,} / {q['test']:,} | {n['base']['dev']:.3f} | "
+            f"{n['tuned']['dev']:.3f} | {n['base']['test']:.3f} | {n['tuned']['test']:.3f} | "
+            f"{bm25} | {r['verdict']} |"
+        )
+    return "\n".join(lines)
+
+
+def time_table(records: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | budget | wall s | wall / budget | "
+        + " | ".join(f"{s} est / actual s" for s in STAGES)
+        + " |",
+        "|---|---|---:|---:|" + "---:|" * len(STAGES),
+    ]
+    for r in records:
+        cells = []
+        for stage in STAGES:
+            e = r["estimates"].get(stage, {})
+            est, act = e.get("estimate_seconds"), e.get("actual_seconds")
+            ratio = f" ({est / act:.2f})" if est is not None and act else ""
+            cells.append(f"{est} / {act}{ratio}")
+        budget = _seconds(r["budget"])
+        lines.append(
+            f"| {r['dataset']} | {r['budget']} | {r['wall_seconds']} | "
+            f"{r['wall_seconds'] / budget:.2f} | " + " | ".join(cells) + " |"
+        )
+    plans = [f"- {r['dataset']} {r['budget']}: {r['plan']}" for r in records]
+    return "\n".join(lines + ["", *plans])
+
+
+def _seconds(budget: str) -> float:
+    from honed.pipeline.budget import parse_duration
+
+    return parse_duration(budget)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", nargs="*", type=Path, help="BEIR folders, one run each")
+    parser.add_argument("--budget", default="10m", help="--time-budget of every run (default 10m)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-domains"))
+    parser.add_argument("--table", action="store_true", help="only print the saved runs' tables")
+    args, extra = parser.parse_known_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        for data in args.data:
+            run_one(data, args.budget, args.out, extra)
+    saved = [json.loads(p.read_text("utf-8")) for p in sorted(args.out.glob("bench-*.json"))]
+    print(quality_table(saved), time_table(saved), sep="\n\n")
+
+
+if __name__ == "__main__":
+    main()
