@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from honed.data.shift import compare_splits
 from honed.evaluation.evidence import significance, training_evidence
 from honed.evaluation.fusion_choice import choose_fusion
 from honed.files import write_json
@@ -56,6 +57,7 @@ class EvidenceInputs:
     q_base: Mapping[str, np.ndarray]
     n_resamples: int
     seed: int
+    dev_queries: Mapping[str, str] = field(default_factory=dict)
 
 
 def evidence(inputs: EvidenceInputs, leakage: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,6 +70,9 @@ def evidence(inputs: EvidenceInputs, leakage: Mapping[str, Any]) -> dict[str, An
             systems[name] = runs[name]["test"][name]
     train_q, test_q = inputs.train_queries, inputs.test_queries
     return {
+        "splits": split_shift(
+            {"train": train_q, "dev": inputs.dev_queries, "test": test_q}, inputs.q_base
+        ),
         "test": significance(
             inputs.test, systems, dims, dict(test_q), inputs.n_resamples, inputs.seed
         ),
@@ -80,6 +85,19 @@ def evidence(inputs: EvidenceInputs, leakage: Mapping[str, Any]) -> dict[str, An
             np.stack([inputs.q_base[q] for q in sorted(train_q)]),  # (n_train, dim)
             np.stack([inputs.q_base[q] for q in sorted(test_q)]),  # (n_test, dim)
         ),
+    }
+
+
+def split_shift(
+    query_sets: Mapping[str, Mapping[str, str]], q_base: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """Every split against test (what ``honed check`` prints): profiles and warning lines."""
+    sets = {name: dict(q) for name, q in query_sets.items() if q}
+    embeddings = {name: np.stack([q_base[q] for q in sorted(qs)]) for name, qs in sets.items()}
+    shift = compare_splits(sets, ["test"], embeddings)  # (n_queries, dim) per set
+    return {
+        "profiles": [asdict(p) for p in shift.profiles],
+        "warnings": list(shift.warnings),
     }
 
 

@@ -350,6 +350,7 @@ class _Runner(RunState):
             test=self.test,
             test_queries={q: self.data.queries[q] for q in self.test},
             train_queries={q: self.data.queries[q] for q in self.train},
+            dev_queries={q: self.data.queries[q] for q in self.dev},
             curve=curve,
             loss_curve=self.trained.loss_curve,
             q_base=self.q_base,

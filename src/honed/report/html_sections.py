@@ -87,6 +87,8 @@ def warnings_of(run: RunResult) -> list[tuple[str, str]]:
         out.append(("warn", f"Overfitting: {evidence['overfitting_warning']}"))
     for warning in (evidence.get("shift") or {}).get("warnings", []):
         out.append(("warn", f"Train/test shift: {warning}"))
+    for warning in (evidence.get("splits") or {}).get("warnings", []):
+        out.append(("warn", f"Splits vs test: {warning}"))  # dev too, as `honed check` says
     out += [("warn", f"Data: {w}") for w in run.data.get("warnings", [])]
     return out
 

@@ -330,7 +330,25 @@ def _evidence_section(evidence: Mapping[str, Any]) -> str:
         + ". "
         + (" ".join(shift["warnings"]) or "They look like one population."),
     ]
+    if evidence.get("splits"):
+        parts.append(_splits_table(evidence["splits"]))
     return "\n\n".join(parts)
+
+
+def _splits_table(splits: Mapping[str, Any]) -> str:
+    """Each split's queries (as ``honed check`` prints them) and the shift warnings against test."""
+    lines = [
+        "Every split against test (base-model embeddings for the centroid distance):\n",
+        "| split | queries | mean words | open with a repeated first 3 words | most common |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for p in splits["profiles"]:
+        lines.append(
+            f"| {p['name']} | {p['n_queries']} | {p['mean_words']:.1f} | "
+            f"{p['template_share']:.0%} | \"{p['top_opening']}\" ({p['top_opening_share']:.0%}) |"
+        )
+    warnings = splits.get("warnings") or []
+    return "\n".join(lines) + "\n\n" + (" ".join(warnings) or "No split differs from test.")
 
 
 def _data_section(data: Mapping[str, Any]) -> str:

@@ -1,0 +1,43 @@
+"""The run report compares every split with test (dev included), as ``honed check`` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from honed.data.beir import load_beir
+from honed.pipeline.final import split_shift
+from honed.report.markdown import _splits_table
+from shift_helpers import write_shift_beir
+
+
+def _sets(folder: Path) -> tuple[dict[str, dict[str, str]], dict[str, np.ndarray]]:
+    data = load_beir(folder)
+    train = {q: data.queries[q] for q in data.split("train")}
+    qids = sorted(train)
+    dev = {q: train.pop(q) for q in qids[: len(qids) // 4]}  # a dev carve of train
+    test = {q: data.queries[q] for q in data.split("test")}
+    rng = np.random.default_rng(0)  # one embedding population: the text checks decide here
+    centre = rng.normal(size=8)
+    q_base = {q: (centre + 0.1 * rng.normal(size=8)).astype(np.float32) for q in data.queries}
+    return {"train": train, "dev": dev, "test": test}, q_base
+
+
+def test_templated_train_and_dev_are_flagged_against_free_form_test(tmp_path: Path) -> None:
+    sets, q_base = _sets(write_shift_beir(tmp_path / "shifted"))
+    splits = split_shift(sets, q_base)
+    assert [p["name"] for p in splits["profiles"]] == ["train", "dev", "test"]
+    words = {p["name"]: p["mean_words"] for p in splits["profiles"]}
+    assert words["test"] > 3 * words["train"] and words["test"] > 3 * words["dev"]
+    assert len(splits["warnings"]) == 1  # one line for the reference, test
+    assert "train" in splits["warnings"][0] and "dev" in splits["warnings"][0]
+    table = _splits_table(splits)
+    assert "| dev |" in table and splits["warnings"][0] in table
+
+
+def test_one_population_gives_no_warning(tmp_path: Path) -> None:
+    sets, q_base = _sets(write_shift_beir(tmp_path / "same", shifted=False))
+    splits = split_shift(sets, q_base)
+    assert splits["warnings"] == []
+    assert _splits_table(splits).endswith("No split differs from test.")
