@@ -66,8 +66,11 @@ def read_run(run: Path) -> dict[str, Any]:
         if (run / "metrics" / f"{system}.json").is_file()
     }
     full = str(max(int(d) for d in metrics["base"]["test"]))
+    def at_full(by_dim: dict[str, Any]) -> float:  # BM25 has one entry, not one per dim
+        return float((by_dim[full] if full in by_dim else next(iter(by_dim.values())))["ndcg@10"])
+
     ndcg = {
-        system: {split: by_split[split][full]["ndcg@10"] for split in ("dev", "test")}
+        system: {split: at_full(by_split[split]) for split in ("dev", "test")}
         for system, by_split in metrics.items()
     }
     data = report["data"]["splits"]
