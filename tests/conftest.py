@@ -315,3 +315,14 @@ def mini_beir_copy(mini_beir: Path, tmp_path: Path) -> Path:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Remove this session's embedding-cache folder (see HONED_CACHE_DIR above)."""
     shutil.rmtree(os.environ["HONED_CACHE_DIR"], ignore_errors=True)
+
+
+def default_sigint() -> None:
+    """In a child process: SIGINT delivered as Ctrl-C delivers it, even from a background job.
+
+    A shell's background job starts with SIGINT ignored, which its children inherit; Python
+    then never raises KeyboardInterrupt, and a test's SIGINT crash point would not stop the child.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

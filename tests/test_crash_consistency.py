@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import default_sigint
 from honed.cli.main import main
 from honed.files import LOCK_FILE
 
@@ -118,7 +119,9 @@ def _child(at: int, action: str, flag: Path, args: list[str]) -> subprocess.Pope
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(at), action, str(flag), *args],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
     )  # fmt: skip
+
 
 
 def _killed(proc: subprocess.Popen[str], action: str) -> None:

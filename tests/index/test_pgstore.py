@@ -23,7 +23,7 @@ import pytest
 
 import honed.index.postgres.tables
 import honed.index.postgres.upload
-from conftest import MINI_QUERIES
+from conftest import MINI_QUERIES, default_sigint
 from honed.data.corpus import read_corpus
 from honed.index.index import Index
 from honed.index.postgres.store import PgIndex, redact
@@ -412,7 +412,7 @@ STORE_POINTS = 10 + 2  # 40 rows in COPY chunks of 5 (+ signature and trailer), 
 def _store_child(action: str, at: int, flag: Path, folder: Path, dsn: str, table: str) -> Any:
     return subprocess.Popen(
         [sys.executable, "-c", STORE_CHILD, str(at), action, str(flag), str(folder), dsn, table],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )  # fmt: skip
 
 
