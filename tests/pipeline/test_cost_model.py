@@ -23,7 +23,7 @@ from honed.pipeline.cost_model import (
     train_step_seconds,
 )
 from honed.pipeline.runner import run_pipeline
-from honed.pipeline.speed_probe import measure_lengths, measure_rates
+from honed.pipeline.speed_probe import measure_lengths, measure_rates, probe_lengths
 from honed.training.config import TrainConfig
 
 RATES = Rates(
@@ -59,6 +59,41 @@ def test_a_few_long_texts_make_every_training_step_long_but_not_the_encoding() -
     encode = {name: encode_seconds(lengths.docs, 5000, 64, RATES)
               for name, lengths in (("mixed", mixed), ("long", long))}  # fmt: skip
     assert encode["mixed"] < 0.3 * encode["long"]  # sorted by length: little padding
+
+
+# Seconds per text measured on the profiled 2-core EPYC (32-text passes of MiniLM-L6): the
+# per-token cost is 310 us at 64 tokens, 345 at 128 and ~670 at 256, so no straight line fits.
+CURVE = replace(
+    RATES,
+    encode_curve=((32, 0.0039), (64, 0.0087), (128, 0.0222), (256, 0.0649)),
+    train_curve=((32, 0.0099), (64, 0.0199), (128, 0.0441), (256, 0.1716)),
+)
+
+
+def test_a_curve_prices_each_pass_at_its_own_length() -> None:
+    # 3 batches of 64 texts, all 128 tokens: 192 texts x the curve's time per text at 128.
+    assert encode_seconds([128] * 10, 192, 64, CURVE) == pytest.approx(192 * 0.0222)
+    # Between timed lengths the time per text is interpolated (96: halfway from 64 to 128).
+    assert encode_seconds([96] * 10, 10, 64, CURVE) == pytest.approx(10 * (0.0087 + 0.0222) / 2)
+    # Below the shortest timed length it shrinks with the length instead of staying at 32's.
+    assert encode_seconds([8] * 10, 10, 64, CURVE) == pytest.approx(10 * 0.0039 / 4)
+    # The straight line through the ends (64 and 256) prices the 128-token batch ~1.4x higher.
+    per_token = (256 * 0.0649 - 64 * 0.0087) / (256 - 64)
+    line = replace(RATES, encode_token=per_token, encode_batch=256 * 0.0649 - per_token * 256)
+    ratio = encode_seconds([128] * 10, 64, 64, line) / encode_seconds([128] * 10, 64, 64, CURVE)
+    assert ratio > 1.3
+
+
+def test_a_training_step_on_a_curve_follows_the_padded_length() -> None:
+    config = TrainConfig(loss="cached_mnrl", batch_size=64, mini_batch_size=32)
+    step = {n: train_step_seconds(_lengths([n] * 50, (n,) * 10), config, 1, CURVE)
+            for n in (64, 128, 256)}  # fmt: skip
+    # 3 columns (query, positive, negative) x 64 texts in two 32-text pieces, each with and
+    # without gradients, + the AdamW step.
+    expected = CURVE.optimizer_step + 3 * 64 * (0.0441 + 0.0222)
+    assert step[128] == pytest.approx(expected)
+    assert step[64] < step[128] < step[256]
+    assert CURVE.scaled(2.0).train_pass(32, 128) == pytest.approx(2 * 32 * 0.0441)
 
 
 def test_cached_loss_pays_a_no_gradient_pass_that_mnrl_does_not() -> None:
@@ -107,6 +142,10 @@ def test_probe_measures_and_leaves_the_model_as_it_was(tiny_model_path: Path) ->
     assert max(lengths.docs) <= model.max_seq_length and min(lengths.queries) >= 3
     rates = measure_rates(model, docs, lengths, TrainConfig(precision="fp32"), "fp32")
     assert rates.encode_token > 0 and rates.train_token > 0 and rates.optimizer_step > 0
+    for curve in (rates.encode_curve, rates.train_curve):  # timed at each probe length
+        longest = min(max(lengths.docs + lengths.queries), model.max_seq_length)
+        assert [n for n, _ in curve] == probe_lengths(lengths, max(8, longest))
+        assert all(seconds > 0 for _, seconds in curve)
     assert not model.training
     assert all((before[k] == v).all() for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())

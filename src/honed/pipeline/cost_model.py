@@ -4,9 +4,9 @@ Three inputs, all measured on this run before its first expensive step:
 
 * :class:`Lengths`: the token lengths of a sample of the documents and of the queries, with
   the model's tokenizer, truncated at its ``max_seq_length``;
-* :class:`Rates`: seconds per padded token and per batch of a forward pass (encoding) and of a
-  forward+backward pass (training), timed by :mod:`honed.pipeline.speed_probe` on real texts of
-  this model on this device;
+* :class:`Rates`: seconds per text of a forward pass (encoding) and of a forward+backward pass
+  (training) at several padded lengths, in the run's batch shape, timed by
+  :mod:`honed.pipeline.speed_probe` on real text of this model on this device;
 * :class:`Workload`: how many texts each stage encodes and how many steps it trains.
 
 The fixed per-step cost that made short texts train as slowly as long ones is padding: the
@@ -24,7 +24,7 @@ it many times.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -76,9 +76,21 @@ class Lengths:
         )
 
 
+Curve = tuple[tuple[int, float], ...]  # (padded length, seconds per text), lengths ascending
+
+
 @dataclass(frozen=True)
 class Rates:
-    """Seconds measured by the probe: a pass costs ``per_batch + per_token x padded tokens``."""
+    """Seconds measured by the probe for a pass of ``texts`` texts padded to ``length`` tokens.
+
+    Where the probe timed a curve (the run's batch shape at several lengths), a pass costs
+    ``texts x seconds per text at that length``, interpolated between the timed lengths: the
+    per-token cost is not constant on a CPU (on the profiled 2-core EPYC a training token cost
+    309 us in 32 x 64-token mini-batches, 345 us at 128 and 670 us at 256, and 8-text passes
+    cost 25-40% more per token than 32-text ones), so the straight line through two timed points
+    that came before over-priced 128-token steps by ~1.4x. Without a curve (unit tests), a pass
+    costs ``per_batch + per_token x padded tokens``.
+    """
 
     encode_token: float  # forward, no gradients (encoding; the cached loss's first pass)
     encode_batch: float
@@ -87,6 +99,16 @@ class Rates:
     optimizer_step: float  # one AdamW step over the model's weights
     score: float  # one (query, document) dot product and its share of a top-k (mining)
     parameter_bytes: int  # fp32 weights: what a checkpoint writes (x3)
+    encode_curve: Curve = ()
+    train_curve: Curve = ()
+
+    def encode_pass(self, texts: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Seconds of inference passes of ``texts`` texts padded to ``length`` (element-wise)."""
+        return _pass(self.encode_curve, self.encode_batch, self.encode_token, texts, length)
+
+    def train_pass(self, texts: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """Seconds of forward + backward passes, as :meth:`encode_pass`."""
+        return _pass(self.train_curve, self.train_batch, self.train_token, texts, length)
 
     @property
     def machine(self) -> float:
@@ -103,7 +125,27 @@ class Rates:
             train_batch=self.train_batch * factor,
             optimizer_step=self.optimizer_step * factor,
             score=self.score * factor,
+            encode_curve=tuple((n, t * factor) for n, t in self.encode_curve),
+            train_curve=tuple((n, t * factor) for n, t in self.train_curve),
         )
+
+
+def _pass(
+    curve: Curve, per_batch: float, per_token: float, texts: np.ndarray, length: np.ndarray
+) -> np.ndarray:
+    texts, length = np.asarray(texts, dtype=float), np.asarray(length, dtype=float)
+    if not curve:
+        return per_batch + per_token * texts * length
+    lengths, seconds = zip(*curve)
+    # Below the shortest timed length: its per-text time scaled down with the length (the
+    # interpolation would clamp to it); above the longest the sample never goes.
+    shortest = lengths[0]
+    per_text = np.where(
+        length < shortest,
+        seconds[0] * np.maximum(length, 1) / shortest,
+        np.interp(length, lengths, seconds),
+    )
+    return texts * per_text
 
 
 @dataclass(frozen=True)
@@ -186,18 +228,25 @@ def encode_seconds(lengths: Sequence[int], n_texts: int, batch_size: int, rates:
     ordered = np.sort(np.asarray(lengths, dtype=float))[::-1]  # longest first
     positions = starts / max(n_texts - 1, 1) * (len(ordered) - 1)
     padded = np.interp(positions, np.arange(len(ordered)), ordered)  # (n_batches,)
-    return float(len(starts) * rates.encode_batch + (sizes * padded).sum() * rates.encode_token)
+    return float(rates.encode_pass(sizes, padded).sum())
 
 
-def _padded_tokens(lengths: Sequence[int], batch: int, mini: int, seed: int) -> tuple[float, int]:
-    """Mean padded tokens of one column of ``batch`` random texts cut in ``mini``-text pieces."""
+def _column_seconds(
+    lengths: Sequence[int], batch: int, mini: int, seed: int,
+    cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> float:  # fmt: skip
+    """Mean seconds of one column of ``batch`` random texts cut in ``mini``-text pieces.
+
+    ``cost(texts, padded length)``: a pass's seconds (:meth:`Rates.train_pass` or ``encode_pass``).
+    """
     rng = np.random.default_rng(seed)
     draws = rng.choice(np.asarray(lengths), size=(DRAWS, batch))  # (DRAWS, batch)
     total = np.zeros(DRAWS)
     for begin in range(0, batch, mini):
         piece = draws[:, begin : begin + mini]  # (DRAWS, <= mini)
-        total += piece.max(axis=1) * piece.shape[1]  # each piece padded to its longest text
-    return float(total.mean()), math.ceil(batch / mini)
+        # each piece padded to its longest text
+        total += cost(np.full(DRAWS, piece.shape[1]), piece.max(axis=1))
+    return float(total.mean())
 
 
 def train_step_seconds(
@@ -217,10 +266,11 @@ def train_step_seconds(
     mini = config.mini_batch_size if cached else batch
     seconds = rates.optimizer_step
     for column_lengths, count in ((lengths.queries, 1), (lengths.docs, doc_columns)):
-        tokens, pieces = _padded_tokens(column_lengths, batch, mini, config.seed)
-        grad = pieces * rates.train_batch + tokens * rates.train_token
-        nograd = pieces * rates.encode_batch + tokens * rates.encode_token
-        seconds += count * (grad + (nograd if cached or loss is LossName.GIST else 0.0))
+        grad = _column_seconds(column_lengths, batch, mini, config.seed, rates.train_pass)
+        nograd = 0.0
+        if cached or loss is LossName.GIST:
+            nograd = _column_seconds(column_lengths, batch, mini, config.seed, rates.encode_pass)
+        seconds += count * (grad + nograd)
     return seconds
 
 

@@ -106,7 +106,9 @@ class RunEstimates:
         queries = list(data.queries.values())
         lengths = measure_lengths(model, doc_texts, queries, config.seed)
         precision = resolve_precision(config.precision, str(model.device))
-        rates = measure_rates(model, doc_texts, lengths, config.training, precision)
+        rates = measure_rates(
+            model, doc_texts, lengths, config.training, precision, config.encode_batch_size
+        )
         work = workload(data, splits, model, cache, doc_texts)
         return cls(lengths, rates, work, config, time.perf_counter() - start)
 

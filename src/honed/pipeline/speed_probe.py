@@ -2,13 +2,15 @@
 
 * token lengths: a seeded sample of the documents and queries through the model's tokenizer,
   truncated at its ``max_seq_length`` (what the encoder and the trainer will feed it);
-* encoding: two inference forward passes of ``PROBE_TEXTS`` real documents, padded to a short
-  and to the longest sampled length, fitted as ``per_batch + per_token x padded tokens``;
-* training: the same two shapes with gradients, forward + backward, in the state training gives
-  the model (train mode, its attention dropout, autocast), which is restored afterwards;
+* encoding: inference forward passes in the encoder's batch shape and
+* training: forward + backward passes in the trainer's mini-batch shape, in the state training
+  gives the model (train mode, its attention dropout, autocast), restored afterwards, both at
+  several padded lengths (:func:`probe_lengths`), so the cost model interpolates seconds per
+  text between real timings instead of extrapolating a per-token line;
 * one AdamW step, timed on a slice of the weights' size and scaled to all of them.
 
-A first forward pass warms the kernels up and is not timed.
+Each curve starts with an untimed pass at its largest shape (kernels warm up, memory is
+allocated). ~15 s for MiniLM on the profiled 2-core CPU, a second or two on a GPU.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from typing import TYPE_CHECKING, Any
 from honed.encoding.encoder import autocast, embedding_dim, resolve_precision
 from honed.pipeline.cost_model import Lengths, Rates
 from honed.pipeline.estimates import as_in_training, score_seconds
+from honed.training.config import LossName, TrainConfig
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from honed.training.config import TrainConfig
-
-__all__ = ["measure_lengths", "measure_rates"]
+__all__ = ["measure_lengths", "measure_rates", "probe_lengths"]
 
 SAMPLE_TEXTS = 512  # texts tokenized per side: the 2nd..98th percentiles within a few tokens
-PROBE_TEXTS = 8  # texts per timed pass: 4 passes of 8 x 256 tokens take ~4 s on 2 CPU cores
+PROBE_ROWS = 32  # texts per timed pass at most: smaller passes cost more per token on a CPU
+MIN_PROBE_LENGTH = 8  # shortest padded length timed
+REPEAT_BELOW_SECONDS = 0.5  # a length whose passes took less is timed again (up to 3 times)
 OPTIMIZER_SLICE = 1 << 22  # weights in the timed AdamW step (scaled to the model's count)
 
 
@@ -65,14 +68,14 @@ def _model_length(model: SentenceTransformer) -> int:
     return int(model.max_seq_length or 512)
 
 
-def _features(model: SentenceTransformer, texts: Sequence[str], length: int) -> dict[str, Any]:
-    """``texts`` tokenized at ``length`` tokens (longer ones cut), on the model's device."""
+def _features(model: SentenceTransformer, text: str, rows: int, length: int) -> dict[str, Any]:
+    """``rows`` copies of ``text`` cut at ``length`` tokens, on the model's device."""
     import torch
 
     old = model.max_seq_length
     model.max_seq_length = length
     try:
-        features = model.preprocess(list(texts))
+        features = model.preprocess([text] * rows)
     finally:
         model.max_seq_length = old
     device = model.device
@@ -90,14 +93,43 @@ def _timed(run: Callable[[], None], device: str) -> float:
     return time.perf_counter() - start
 
 
-def _fit(short: tuple[int, float], long: tuple[int, float]) -> tuple[float, float]:
-    """(per token, per batch) through two (padded tokens, seconds) points; both kept >= 0."""
-    (t1, s1), (t2, s2) = short, long
-    per_token = max((s2 - s1) / max(t2 - t1, 1), 0.0)
-    per_batch = max(s2 - per_token * t2, 0.0)
-    if per_token == 0.0:
-        per_token, per_batch = s2 / t2, 0.0
-    return per_token, per_batch
+def probe_lengths(lengths: Lengths, longest: int) -> list[int]:
+    """The padded lengths the probe times: powers of two from the short end of the sample up to
+    ``longest``, and ``longest`` itself (ascending).
+
+    Example:
+        >>> probe_lengths(Lengths((40, 300), (12, 20), 256), 256)
+        [8, 16, 32, 64, 128, 256]
+        >>> probe_lengths(Lengths((14, 30), (9, 12), 256), 30)
+        [8, 16, 30]
+    """
+    every = sorted(lengths.docs + lengths.queries)
+    low = max(MIN_PROBE_LENGTH, every[len(every) // 20])  # the 5th percentile
+    length = MIN_PROBE_LENGTH
+    while length * 2 <= low:
+        length *= 2
+    points = []
+    while length < longest:
+        points.append(length)
+        length *= 2
+    return [*points, longest]
+
+
+def _curve(
+    run: Callable[[dict[str, Any]], None], shapes: dict[int, dict[str, Any]], rows: int,
+    device: str,
+) -> tuple[tuple[int, float], ...]:  # fmt: skip
+    """Seconds per text at each length: longest first, after one untimed pass at it (the first
+    pass of a new shape allocates), the short ones repeated while cheap (the least time kept)."""
+    timed: dict[int, float] = {}
+    ordered = sorted(shapes, reverse=True)
+    run(shapes[ordered[0]])  # warm-up at the largest shape
+    for length in ordered:
+        times = [_timed(functools.partial(run, shapes[length]), device)]
+        while sum(times) < REPEAT_BELOW_SECONDS and len(times) < 3:
+            times.append(_timed(functools.partial(run, shapes[length]), device))
+        timed[length] = min(times) / rows
+    return tuple((n, timed[n]) for n in sorted(timed))
 
 
 def _optimizer_seconds(parameters: int, device: str) -> float:
@@ -113,17 +145,30 @@ def _optimizer_seconds(parameters: int, device: str) -> float:
 
 def measure_rates(
     model: SentenceTransformer, docs: Sequence[str], lengths: Lengths, config: TrainConfig,
-    encode_precision: Any,
+    encode_precision: Any, encode_batch: int = PROBE_ROWS,
 ) -> Rates:  # fmt: skip
-    """Time the passes of :class:`Rates` on real documents; the model is left as it was."""
+    """Time the passes of :class:`Rates` on real text; the model is left as it was.
+
+    Inference passes in the encoder's batch shape and training passes (forward + backward) in
+    the trainer's mini-batch shape, both capped at ``PROBE_ROWS`` texts, at the lengths of
+    :func:`probe_lengths`; every text of a pass is exactly that long (real words of the
+    documents, cut), so the time is the padded shape's.
+    """
     import torch
 
     device = str(model.device)
-    texts = sorted(docs[: 4 * PROBE_TEXTS], key=len, reverse=True)[:PROBE_TEXTS]
-    long = max(8, min(max(lengths.docs), _model_length(model)))
-    short = max(8, long // 4)
-    shapes = {n: _features(model, texts, n) for n in (short, long)}
-    padded = {n: int(f["attention_mask"].numel()) for n, f in shapes.items()}
+    longest = max(8, min(max(lengths.docs + lengths.queries), _model_length(model)))
+    words = " ".join(docs[: 4 * PROBE_ROWS]).split()
+    text = " ".join((words * (1 + 2 * longest // max(len(words), 1)))[: 2 * longest])
+    points = probe_lengths(lengths, longest)
+    encode_rows = max(1, min(encode_batch, PROBE_ROWS))
+    train_rows = max(1, min(
+        config.mini_batch_size if config.loss is LossName.CACHED_MNRL else config.batch_size,
+        PROBE_ROWS,
+    ))  # fmt: skip
+
+    def shapes(rows: int) -> dict[int, dict[str, Any]]:
+        return {n: _features(model, text, rows, n) for n in points}
 
     def forward(features: dict[str, Any]) -> None:
         with torch.inference_mode(), autocast(device, encode_precision):
@@ -131,8 +176,7 @@ def measure_rates(
 
     was_training = model.training
     model.eval()
-    forward(shapes[short])  # warm-up
-    encode = _fit(*[(padded[n], _timed(functools.partial(forward, shapes[n]), device)) for n in shapes])
+    encode = _curve(forward, shapes(encode_rows), encode_rows, device)
     model.train(was_training)
     precision = resolve_precision(config.precision, device)
 
@@ -141,17 +185,19 @@ def measure_rates(
             model(dict(features))["sentence_embedding"].float().square().sum().backward()
 
     with as_in_training(model, config):
-        step(shapes[short])  # warm-up of the backward kernels
-        train = _fit(*[(padded[n], _timed(functools.partial(step, shapes[n]), device)) for n in shapes])
+        train = _curve(step, shapes(train_rows), train_rows, device)
         for p in model.parameters():
             p.grad = None
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    (_, encode_text), (_, train_text) = encode[-1], train[-1]
     return Rates(
-        encode_token=encode[0],
-        encode_batch=encode[1],
-        train_token=train[0],
-        train_batch=train[1],
+        encode_token=encode_text / encode[-1][0],  # at the longest length: the summary line's
+        encode_batch=0.0,
+        train_token=train_text / train[-1][0],
+        train_batch=0.0,
         optimizer_step=_optimizer_seconds(parameters, device),
         score=score_seconds(embedding_dim(model)),
         parameter_bytes=4 * sum(p.numel() for p in model.parameters()),
+        encode_curve=encode,
+        train_curve=train,
     )
