@@ -84,6 +84,21 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+def from_run(run: Path) -> dict[str, Any]:
+    """The record of any finished ``honed run`` folder: its options are its budget plan or its
+    epochs and sample, its estimates those of its status.json."""
+    status = json.loads((run / "status.json").read_text(encoding="utf-8"))
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    training = config.get("training", {})
+    options = {"epochs": training.get("epochs"), "remine_epochs": training.get("remine_epochs"),
+               "max_train_queries": config.get("max_train_queries"),
+               "max_seq_length": training.get("max_seq_length")}  # fmt: skip
+    if config.get("time_budget"):
+        options = {"time_budget_s": config["time_budget"], **options}
+    name = run.name if run.name not in ("run", "out") else run.parent.name
+    return {"dataset": name, "options": options, "estimates": status["estimates"]}
+
+
 def _cores() -> int:
     import os
 
@@ -117,7 +132,12 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "scifact"))
     parser.add_argument("--out", default="runs/bench-estimates")
     parser.add_argument("--table", action="store_true", help="print the table of saved runs")
+    parser.add_argument("--runs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="print the table of these finished run folders (their status.json)")
     args = parser.parse_args()
+    if args.runs:
+        print(table([from_run(run) for run in args.runs]))
+        return
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if args.dataset:
         run_one(args.dataset, args)

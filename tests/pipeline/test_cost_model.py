@@ -142,7 +142,7 @@ def test_probe_measures_and_leaves_the_model_as_it_was(tiny_model_path: Path) ->
     assert max(lengths.docs) <= model.max_seq_length and min(lengths.queries) >= 3
     rates = measure_rates(model, docs, lengths, TrainConfig(precision="fp32"), "fp32")
     assert rates.encode_token > 0 and rates.train_token > 0 and rates.optimizer_step > 0
-    for curve in (rates.encode_curve, rates.train_curve):  # timed at each probe length
+    for curve in (rates.encode_curve, rates.train_curve, rates.nograd_curve):  # at each length
         longest = min(max(lengths.docs + lengths.queries), model.max_seq_length)
         assert [n for n, _ in curve] == probe_lengths(lengths, max(8, longest))
         assert all(seconds > 0 for _, seconds in curve)

@@ -3,14 +3,15 @@
 * token lengths: a seeded sample of the documents and queries through the model's tokenizer,
   truncated at its ``max_seq_length`` (what the encoder and the trainer will feed it);
 * encoding: inference forward passes in the encoder's batch shape and
-* training: forward + backward passes in the trainer's mini-batch shape, in the state training
-  gives the model (train mode, its attention dropout, autocast), restored afterwards, both at
+* training: forward + backward passes in the trainer's mini-batch shape, and the cached loss's
+  no-gradient first pass, in the state training gives the model (train mode, its attention
+  dropout, autocast), restored afterwards, all at
   several padded lengths (:func:`probe_lengths`), so the cost model interpolates seconds per
   text between real timings instead of extrapolating a per-token line;
 * one AdamW step, timed on a slice of the weights' size and scaled to all of them.
 
 Each curve starts with an untimed pass at its largest shape (kernels warm up, memory is
-allocated). ~15 s for MiniLM on the profiled 2-core CPU, a second or two on a GPU.
+allocated). ~10 s for MiniLM on a 2-core CPU with SciFact's 256-token abstracts.
 """
 
 from __future__ import annotations
@@ -184,10 +185,16 @@ def measure_rates(
         with autocast(device, precision):
             model(dict(features))["sentence_embedding"].float().square().sum().backward()
 
+    def first_pass(features: dict[str, Any]) -> None:  # the cached loss's, without gradients
+        with torch.no_grad(), autocast(device, precision):
+            model(dict(features))
+
     with as_in_training(model, config):
-        train = _curve(step, shapes(train_rows), train_rows, device)
+        train_shapes = shapes(train_rows)
+        train = _curve(step, train_shapes, train_rows, device)
         for p in model.parameters():
             p.grad = None
+        nograd = _curve(first_pass, train_shapes, train_rows, device)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     (_, encode_text), (_, train_text) = encode[-1], train[-1]
     return Rates(
@@ -200,4 +207,5 @@ def measure_rates(
         parameter_bytes=4 * sum(p.numel() for p in model.parameters()),
         encode_curve=encode,
         train_curve=train,
+        nograd_curve=nograd,
     )
