@@ -149,6 +149,40 @@ def time_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines + ["", *plans])
 
 
+def plot(records: list[dict[str, Any]], path: Path, extra: list[tuple[str, float, float, float]]) -> None:
+    """dev and test nDCG@10 against wall minutes, one line per dataset; the untuned model dashed.
+
+    ``extra``: (label, minutes, dev, test) points measured elsewhere (e.g. an unlimited run).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name in sorted({r["dataset"] for r in records}):
+        runs = sorted((r for r in records if r["dataset"] == name), key=lambda r: r["wall_seconds"])
+        minutes = [r["wall_seconds"] / 60 for r in runs]
+        for split, style in (("dev", "o-"), ("test", "s-")):
+            ax.plot(minutes, [r["ndcg10"]["tuned"][split] for r in runs], style,
+                    label=f"{name} {split}, tuned")  # fmt: skip
+            ax.axhline(runs[0]["ndcg10"]["base"][split], linestyle="--", linewidth=0.8,
+                       color=ax.lines[-1].get_color(), label=f"{name} {split}, untuned")  # fmt: skip
+        for r, m in zip(runs, minutes):
+            ax.annotate(r["budget"], (m, r["ndcg10"]["tuned"]["dev"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)  # fmt: skip
+    for label, minutes, dev, test in extra:
+        ax.plot([minutes], [dev], "o", color="gray")
+        ax.plot([minutes], [test], "s", color="gray")
+        ax.annotate(label, (minutes, dev), textcoords="offset points", xytext=(-40, 6), fontsize=8)
+    ax.set_xlabel("wall minutes of `honed run --time-budget` (whole run)")
+    ax.set_ylabel("nDCG@10")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def _seconds(budget: str) -> float:
     from honed.pipeline.budget import parse_duration
 
@@ -166,6 +200,9 @@ def main() -> None:
                         "per run")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-domains"))
     parser.add_argument("--table", action="store_true", help="only print the saved runs' tables")
+    parser.add_argument("--plot", type=Path, help="also draw quality against minutes (SVG/PNG)")
+    parser.add_argument("--point", action="append", default=[], metavar="LABEL:MIN:DEV:TEST",
+                        help="a point measured elsewhere, drawn in gray (repeatable)")
     args, extra = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
@@ -178,6 +215,11 @@ def main() -> None:
                 run_one(data, budget, args.out, extra, cache)
     saved = [json.loads(p.read_text("utf-8")) for p in sorted(args.out.glob("bench-*.json"))]
     print(quality_table(saved), time_table(saved), sep="\n\n")
+    if args.plot:
+        points = [(label, float(m), float(d), float(t))
+                  for label, m, d, t in (p.rsplit(":", 3) for p in args.point)]  # fmt: skip
+        plot(saved, args.plot, points)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":
