@@ -41,3 +41,20 @@ def test_one_population_gives_no_warning(tmp_path: Path) -> None:
     splits = split_shift(sets, q_base)
     assert splits["warnings"] == []
     assert _splits_table(splits).endswith("No split differs from test.")
+
+
+def test_the_html_page_states_a_train_test_shift_once(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from honed.report.html_sections import warnings_of
+
+    sets, q_base = _sets(write_shift_beir(tmp_path / "shifted"))
+    splits = split_shift(sets, q_base)
+    train_only = {"warnings": ["shift: train queries differ from test"]}
+    run = SimpleNamespace(evidence={"shift": train_only, "splits": splits}, data={})
+    lines = [text for _, text in warnings_of(run)]  # type: ignore[arg-type]
+    assert lines == [f"Splits vs test: {splits['warnings'][0]}"]
+    older = SimpleNamespace(evidence={"shift": train_only}, data={})  # a run from before splits
+    assert [t for _, t in warnings_of(older)] == [  # type: ignore[arg-type]
+        "Train/test shift: shift: train queries differ from test"
+    ]

@@ -85,10 +85,14 @@ def warnings_of(run: RunResult) -> list[tuple[str, str]]:
         out += _leakage_warnings(evidence["leakage"])
     if evidence.get("overfitting_warning"):
         out.append(("warn", f"Overfitting: {evidence['overfitting_warning']}"))
-    for warning in (evidence.get("shift") or {}).get("warnings", []):
-        out.append(("warn", f"Train/test shift: {warning}"))
-    for warning in (evidence.get("splits") or {}).get("warnings", []):
-        out.append(("warn", f"Splits vs test: {warning}"))  # dev too, as `honed check` says
+    # Every split against test (dev too, as `honed check` says) covers train vs test: one line,
+    # not the same finding twice; runs recorded before "splits" existed keep their train line.
+    if "splits" in evidence:
+        for warning in (evidence.get("splits") or {}).get("warnings", []):
+            out.append(("warn", f"Splits vs test: {warning}"))
+    else:
+        for warning in (evidence.get("shift") or {}).get("warnings", []):
+            out.append(("warn", f"Train/test shift: {warning}"))
     out += [("warn", f"Data: {w}") for w in run.data.get("warnings", [])]
     return out
 
