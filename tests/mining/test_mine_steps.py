@@ -13,6 +13,7 @@ import pytest
 
 from honed.mining.candidates import (
     KnownPositives,
+    deeper_negatives,
     drop_known_positives,
     known_positives,
     margin_filter,
@@ -110,6 +111,28 @@ def test_sample_negatives_random_draws_nothing_when_short() -> None:
 def test_rank_below_skips_the_documents_already_seen() -> None:
     assert [i for i, _ in rank_below(QUERY, DOCS, 2)] == [2, 0]  # ranking: 1, 3, 2, 0
     assert [s for _, s in rank_below(QUERY, DOCS, 0)] == pytest.approx([0.9, 0.7, 0.5, 0.2])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_deeper_negatives_match_the_walk_down_the_whole_ranking(seed: int) -> None:
+    """The vectorised fill picks what ranking everything, dropping known positives and their
+    texts, and applying the margin would pick (random corpora, duplicate texts included)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    docs = rng.standard_normal((n, 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    query = docs[0] + 0.3 * rng.standard_normal(8).astype(np.float32)
+    texts = [f"t{int(i)}" for i in rng.integers(0, n // 2 + 1, n)]  # many shared texts
+    rows = frozenset(int(i) for i in rng.choice(n, int(rng.integers(1, 4)), replace=False))
+    known = KnownPositives(rows, frozenset(texts[i] for i in rows))
+    skip, wanted = int(rng.integers(0, n)), int(rng.integers(1, 12))
+    threshold = float(rng.uniform(-0.5, 1.0))
+    ranking = rank_below(query, docs, 0)
+    seen = [i for i, _ in ranking[:skip]]
+    walked, _, _ = drop_known_positives(ranking[skip:], known, texts)
+    walked, _ = margin_filter(walked, threshold)
+    expected = [i for i, _ in walked[:wanted]]
+    assert deeper_negatives(query, docs, seen, threshold, known, texts, wanted) == expected
 
 
 def test_training_row_takes_ids_texts_and_recomputed_scores() -> None:

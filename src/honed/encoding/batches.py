@@ -2,8 +2,11 @@
 
 sentence-transformers' ``model.encode(texts)`` sorts the texts by length, encodes them in
 batches and returns only at the end: an interrupted call keeps nothing, and its progress bar
-is the only sign of life. :func:`encode_in_batches` takes the same order (longest first, so a
-batch carries little padding) and makes one ``model.encode`` call per batch, so that
+is the only sign of life. :func:`encode_in_batches` sorts the texts longest first too, but by
+their **token** count where the caller gives it (sentence-transformers sorts by characters,
+which for code and command lines, dense in punctuation, leaves batches padded far beyond their
+texts: tldr's 29,427 snippets carry 1.47x their real tokens sorted by characters, 1.01x sorted by
+tokens), and makes one ``model.encode`` call per batch, so that
 
 * a ``progress`` callback (a tqdm bar's ``update``) advances after every batch, and
 * a ``commit`` callback receives the finished batches every ``commit_seconds`` (and, on an
@@ -39,14 +42,22 @@ Progress = Callable[[int], object]  # called with the number of texts just finis
 Commit = Callable[[list[int], np.ndarray], None]  # (positions in texts, their vectors (n, dim))
 
 
-def length_order(texts: Sequence[str]) -> list[int]:
+def length_order(texts: Sequence[str], lengths: Sequence[int] | None = None) -> list[int]:
     """Positions of ``texts``, longest first; equal lengths keep their input order (stable).
+
+    ``lengths``: the texts' token counts (by default their characters).
 
     Example:
         >>> length_order(["a", "ccc", "bb", "ddd"])
         [1, 3, 2, 0]
+        >>> length_order(["{{a}}", "word"], lengths=[7, 3])
+        [0, 1]
     """
-    return sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    if lengths is None:
+        lengths = [len(t) for t in texts]
+    elif len(lengths) != len(texts):
+        raise ValueError(f"lengths: expected one per text ({len(texts)}), got {len(lengths)}")
+    return sorted(range(len(texts)), key=lambda i: -lengths[i])
 
 
 def encode_in_batches(
@@ -56,6 +67,7 @@ def encode_in_batches(
     progress: Progress | None = None,
     commit: Commit | None = None,
     commit_seconds: float = COMMIT_SECONDS,
+    lengths: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` with ``encode`` one batch at a time; returns ``(len(texts), dim)`` in input order.
 
@@ -68,6 +80,7 @@ def encode_in_batches(
             ``commit_seconds``, at the end, and before an exception (KeyboardInterrupt included)
             leaves this function.
         commit_seconds: 0 commits after every batch.
+        lengths: the texts' token counts, to sort by (:func:`length_order`).
 
     Example:
         >>> vectors = encode_in_batches(lambda batch: np.ones((len(batch), 2)), ["a", "b", "c"], 2)
@@ -78,7 +91,7 @@ def encode_in_batches(
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
     if not texts:
         raise ValueError("texts: expected at least one text, got none")
-    order = length_order(texts)
+    order = length_order(texts, lengths)
     done: list[np.ndarray] = []  # per batch
     placed: list[int] = []  # the position in ``texts`` of each row of ``done``
     pending: tuple[list[int], list[np.ndarray]] = ([], [])
@@ -120,6 +133,7 @@ def encode_with_bar(
     commit: Commit,
     commit_seconds: float,
     shown: tuple[bool, Progress | None],
+    lengths: Sequence[int] | None = None,
 ) -> np.ndarray:
     """:func:`encode_in_batches` under a tqdm bar over the texts (``shown[0]``), ``shown[1]`` called too."""
     from tqdm.auto import tqdm
@@ -132,4 +146,6 @@ def encode_with_bar(
             if progress is not None:
                 progress(n)
 
-        return encode_in_batches(encode, texts, batch_size, advance, commit, commit_seconds)
+        return encode_in_batches(
+            encode, texts, batch_size, advance, commit, commit_seconds, lengths
+        )

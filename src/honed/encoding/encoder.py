@@ -45,6 +45,7 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "resolve_model_name",
+    "token_lengths",
 ]
 
 
@@ -351,6 +352,7 @@ class EmbeddingCache:
             lambda batch: encode_texts(model, batch, self.batch_size, self.precision),
             list(missing.values()), self.batch_size, commit,
             batches.COMMIT_SECONDS if self.commit_seconds is None else self.commit_seconds, shown,
+            token_lengths(model, list(missing.values())),
         )
 
     def _disk(self, model: SentenceTransformer, fingerprint: str) -> DiskCache:
@@ -411,6 +413,30 @@ class EmbeddingCache:
         return {keys[i]: vector for i, vector in zip(union, vectors)}
 
 
+TOKENIZE_CHUNK = 4096  # texts per tokenizer call when counting: bounded memory for any corpus
+
+
+def token_lengths(model: SentenceTransformer, texts: Sequence[str]) -> list[int] | None:
+    """Each text's token count as the model will see it (special tokens, truncation), or None.
+
+    None where the model has no fast (Rust) tokenizer to count with: callers then sort by
+    characters, as sentence-transformers does. Counting costs ~30 us per short text and ~0.4 ms
+    per 256-token abstract on a 2-core CPU, a few percent of encoding it.
+    """
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not getattr(tokenizer, "is_fast", False) or len(texts) < 2:
+        return None
+    limit = int(model.max_seq_length or 512)
+    counts: list[int] = []
+    for begin in range(0, len(texts), TOKENIZE_CHUNK):
+        ids = tokenizer(
+            list(texts[begin : begin + TOKENIZE_CHUNK]), add_special_tokens=True, truncation=True,
+            max_length=limit, return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"]  # fmt: skip
+        counts.extend(len(row) for row in ids)
+    return counts
+
+
 def encode_texts(
     model: SentenceTransformer,
     texts: Sequence[str],
@@ -420,11 +446,20 @@ def encode_texts(
 ) -> np.ndarray:
     """Encode ``texts`` with ``model`` (no cache): float32, L2-normalised, shape (n, dim).
 
-    sentence-transformers already sorts texts by length so batches carry little padding; we add
-    bf16 autocast where the hardware supports it.
+    More than one batch of texts is cut into batches by token count (:func:`token_lengths`,
+    :func:`honed.encoding.batches.encode_in_batches`): sentence-transformers sorts by
+    characters, which pads code and command lines far beyond their tokens. bf16 autocast where
+    the hardware supports it.
     """
     import torch
 
+    if len(texts) > batch_size:
+        lengths = token_lengths(model, texts)
+        if lengths is not None:
+            return batches.encode_in_batches(
+                lambda batch: encode_texts(model, batch, batch_size, precision),
+                texts, batch_size, lengths=lengths,
+            )  # fmt: skip
     device = str(model.device)
     model.eval()
     with torch.inference_mode(), autocast(device, precision):

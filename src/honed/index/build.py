@@ -49,6 +49,7 @@ from honed.encoding.encoder import (
     model_fingerprint,
     resolve_model_name,
     resolve_precision,
+    token_lengths,
 )
 from honed.files import clear_folder
 from honed.index.ann import import_faiss
@@ -319,7 +320,7 @@ def encode_into(
             lambda batch: encode_texts(
                 model, batch, batch_size=ENCODE_BATCH, precision=options.encode_precision
             ),
-            texts, ENCODE_BATCH, progress,
+            texts, ENCODE_BATCH, progress, lengths=token_lengths(model, texts),
         )
 
     build_folder(out, corpus, scan, encode, info, options, write_extra)

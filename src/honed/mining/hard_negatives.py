@@ -30,11 +30,11 @@ import numpy as np
 from honed.mining.candidates import (
     KnownPositives,
     Ranked,
+    deeper_negatives,
     drop_known_positives,
     known_positives,
     margin_filter,
     margin_threshold,
-    rank_below,
     retrieve_candidates,
     same_text_positives,
     sample_negatives,
@@ -130,10 +130,12 @@ def _pick_for_pair(
     picked = sample_negatives([index for index, _ in kept], config, rng)
     filled = False
     if len(picked) < config.num_negatives and config.fill and len(corpus.emb) > seen:
-        deeper = rank_below(query.vector, corpus.emb, seen)
-        deeper, _, _ = drop_known_positives(deeper, query.known, corpus.texts)
-        more, _ = margin_filter(deeper, threshold)
-        picked = picked + [index for index, _ in more[: config.num_negatives - len(picked)]]
+        more = deeper_negatives(
+            query.vector, corpus.emb, [index for index, _ in query.ranked], threshold,
+            query.known, corpus.texts,
+            config.num_negatives - len(picked),
+        )  # fmt: skip
+        picked = picked + more
         filled = bool(more)  # a walk that found nothing deeper filled nothing
     return Pick(tuple(picked), seen, n_known, n_same_text, n_margin, filled)
 

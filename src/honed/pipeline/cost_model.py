@@ -110,6 +110,9 @@ class Rates:
     # The cached loss's first pass: no gradients, but in training state (train mode, its
     # dropout, the trainer's shape): ~30% slower per text than eval-mode inference on the CPU.
     nograd_curve: Curve = ()
+    # Seconds per document to tokenize it: an encoding does it twice (honed counts the tokens to
+    # sort by them, sentence-transformers tokenizes each batch), ~0.4 ms per 256-token abstract.
+    tokenize: float = 0.0
 
     def encode_pass(self, texts: np.ndarray, length: np.ndarray) -> np.ndarray:
         """Seconds of inference passes of ``texts`` texts padded to ``length`` (element-wise)."""
@@ -143,6 +146,7 @@ class Rates:
             encode_curve=tuple((n, t * factor) for n, t in self.encode_curve),
             train_curve=tuple((n, t * factor) for n, t in self.train_curve),
             nograd_curve=tuple((n, t * factor) for n, t in self.nograd_curve),
+            tokenize=self.tokenize * factor,
         )
 
 
@@ -228,9 +232,10 @@ class StageCosts:
 def encode_seconds(lengths: Sequence[int], n_texts: int, batch_size: int, rates: Rates) -> float:
     """Seconds to encode ``n_texts`` texts whose lengths are distributed like ``lengths``.
 
-    sentence-transformers sorts the texts by length (longest first) and pads each batch to its
+    The encoder sorts the texts by token count (longest first) and pads each batch to its
     first text, so a batch costs its size x the length at its start in the sorted order: the
-    quantile of the sample at that position.
+    quantile of the sample at that position; each text is tokenized twice on the way
+    (``Rates.tokenize``).
 
     Example:
         >>> r = Rates(1e-4, 1e-3, 3e-4, 1e-3, 0.0, 1e-9, 1)
@@ -244,7 +249,7 @@ def encode_seconds(lengths: Sequence[int], n_texts: int, batch_size: int, rates:
     ordered = np.sort(np.asarray(lengths, dtype=float))[::-1]  # longest first
     positions = starts / max(n_texts - 1, 1) * (len(ordered) - 1)
     padded = np.interp(positions, np.arange(len(ordered)), ordered)  # (n_batches,)
-    return float(rates.encode_pass(sizes, padded).sum())
+    return float(rates.encode_pass(sizes, padded).sum()) + 2 * n_texts * rates.tokenize
 
 
 def _column_seconds(

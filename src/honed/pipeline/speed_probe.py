@@ -8,7 +8,8 @@
   dropout, autocast), restored afterwards, all at
   several padded lengths (:func:`probe_lengths`), so the cost model interpolates seconds per
   text between real timings instead of extrapolating a per-token line;
-* one AdamW step, timed on a slice of the weights' size and scaled to all of them.
+* one AdamW step, timed on a slice of the weights' size and scaled to all of them;
+* tokenizing a sample of the documents (an encoding tokenizes each text twice).
 
 Each curve starts with an untimed pass at its largest shape (kernels warm up, memory is
 allocated). ~10 s for MiniLM on a 2-core CPU with SciFact's 256-token abstracts.
@@ -37,6 +38,7 @@ PROBE_ROWS = 32  # texts per timed pass at most: smaller passes cost more per to
 MIN_PROBE_LENGTH = 8  # shortest padded length timed
 REPEAT_BELOW_SECONDS = 0.5  # a length whose passes took less is timed again (up to 3 times)
 OPTIMIZER_SLICE = 1 << 22  # weights in the timed AdamW step (scaled to the model's count)
+TOKENIZE_SAMPLE = 256  # documents tokenized to time it
 
 
 def _sample(texts: Sequence[str], n: int, seed: int) -> list[str]:
@@ -144,6 +146,14 @@ def _optimizer_seconds(parameters: int, device: str) -> float:
     return _timed(optimizer.step, device) * parameters / size
 
 
+def _tokenize_seconds(model: SentenceTransformer, docs: Sequence[str]) -> float:
+    """Seconds per document of ``model.preprocess`` (tokenizing to padded tensors), sampled."""
+    sample = _sample(docs, TOKENIZE_SAMPLE, 0)
+    start = time.perf_counter()
+    model.preprocess(sample)
+    return (time.perf_counter() - start) / max(len(sample), 1)
+
+
 def measure_rates(
     model: SentenceTransformer, docs: Sequence[str], lengths: Lengths, config: TrainConfig,
     encode_precision: Any, encode_batch: int = PROBE_ROWS,
@@ -208,4 +218,5 @@ def measure_rates(
         encode_curve=encode,
         train_curve=train,
         nograd_curve=nograd,
+        tokenize=_tokenize_seconds(model, docs),
     )
