@@ -14,7 +14,7 @@ import pytest
 
 from honed.cli.main import main
 from honed.diagnosis.config import DiagnoseConfig
-from honed.diagnosis.cost import estimate_cost
+from honed.diagnosis.cost import CostEstimate, estimate_cost
 from honed.diagnosis.diagnoser import (
     BM25_MARGIN,
     Baseline,
@@ -175,26 +175,35 @@ def test_difficulty_without_positives_is_an_error() -> None:
 # ------------------------------------------------------------------ cost
 
 
-def test_cost_estimate_by_hand() -> None:
-    cost = estimate_cost(documents=1000, documents_per_second=50.0, train_rows=700,
-                         parameters=22_713_216 * 2, epochs=3)
-    assert cost.encode_seconds == pytest.approx(4 * 1000 / 50)  # baseline + one per epoch
-    assert cost.train_rows_per_second == pytest.approx(1.75)  # twice the parameters: half the rate
-    assert cost.train_seconds == pytest.approx(700 * 3 / 1.75)
-    assert cost.total_seconds == pytest.approx(80 + 1200)
-
-
-def test_cost_estimate_reads_the_run_defaults() -> None:
+def test_cost_is_honed_runs_cost_model_with_its_defaults(tiny_model: Any) -> None:
+    """diagnose prices the run with the run's own cost model: the defaults' step count (first
+    round + second round, batch 64), stages that add up, nothing priced for what is cached."""
     from honed.training.config import TrainConfig
+    from honed.training.cost_model import Workload
 
     defaults = TrainConfig()
-    cost = estimate_cost(documents=10, documents_per_second=1.0, train_rows=10, parameters=100)
-    assert cost.epochs == defaults.epochs + defaults.remine_epochs  # not a copied constant
+    docs = [f"document {i} " + "word " * (i % 40) for i in range(300)]
+    queries = [f"query {i}" for i in range(150)]
+    work = Workload(n_docs=300, n_queries=150, train_queries=100, train_pairs=130,
+                    dev_queries=20, test_queries=30)
+    cost = estimate_cost(tiny_model, docs, queries, work, precision="fp32")
+    per_epoch = math.ceil(130 / defaults.batch_size)
+    assert cost.steps == (defaults.epochs + defaults.remine_epochs) * per_epoch
+    assert cost.epochs == defaults.epochs + defaults.remine_epochs  # read, not copied
+    assert set(cost.stages) == {"baseline", "mine", "train", "evaluate"}
+    assert cost.total_seconds == pytest.approx(sum(cost.stages.values()))
+    assert cost.stages["train"] > cost.steps * cost.step_seconds > 0  # + dev evaluations
+    cached = estimate_cost(tiny_model, docs, queries,
+                           Workload(**{**work.__dict__, "docs_cached": 300, "queries_cached": 150}),
+                           precision="fp32")  # fmt: skip
+    assert cached.stages["baseline"] < cost.stages["baseline"]  # encodes nothing: BM25 and metrics
 
 
-def test_cost_estimate_rejects_a_zero_rate() -> None:
-    with pytest.raises(ValueError, match=r"documents_per_second and parameters: expected positive"):
-        estimate_cost(10, 0.0, 10, 100)
+def test_cost_names_the_budget_option_over_an_hour() -> None:
+    short = CostEstimate(100, 0, 50, 6, 6, 1.0, 40, 1.0, {"train": 600.0})
+    assert short.long_run is None
+    long = CostEstimate(100, 0, 50, 6, 600, 10.0, 40, 1.0, {"baseline": 60.0, "train": 7200.0})
+    assert long.long_run is not None and "--time-budget" in long.long_run
 
 
 # ------------------------------------------------------------------ verdict
@@ -275,12 +284,16 @@ def test_config_validation() -> None:
         DiagnoseConfig(data="x", precision="fast")  # type: ignore[arg-type]
 
 
+_COST = CostEstimate(5000, 5000, 800, 6, 78, 17.2, 256, 9.0,
+                     {"baseline": 12.0, "mine": 0.3, "train": 1500.0, "evaluate": 9.0})
+
+
 def test_render_shows_every_section() -> None:
     terms = (DomainTerm("zxqv", 8, ("z", "##x", "##q", "##v")),)
     verdict, reasons = decide(_term(2.0), _base(0.6, 0.65), _hard(0.3), _size(800))
     diagnosis = Diagnosis(
         "data/x", "all-MiniLM-L6-v2", "cpu", Terminology(1000, 0.1, 700, 0.05, 2.0, terms),
-        _base(0.6, 0.65), _hard(0.3), _size(800), estimate_cost(5000, 20.0, 800, 22_713_216),
+        _base(0.6, 0.65), _hard(0.3), _size(800), _COST,
         Probe(128, 30.0, 900, 0.5, 0.55), verdict, reasons, 75.0,
     )
     text = render_diagnosis(diagnosis)
@@ -288,14 +301,12 @@ def test_render_shows_every_section() -> None:
     assert "**Verdict: worth it**" in text and "1.2 min" in text
     for section in ("## Terminology", "## Baseline on dev (30 queries)",
                     "## Relationship difficulty", "## Data", "## Probe",
-                    "## Estimated cost of a full `honed run` (estimates)"):
+                    "## Estimated time of a full `honed run` (its defaults, this machine)"):
         assert section in text
     assert "| zxqv | 8 | z ##x ##q ##v |" in text
     assert "| dense (base model) | 0.6000 | 0.8000 |" in text
-    from honed.training.config import TrainConfig
-
-    epochs = TrainConfig().epochs + TrainConfig().remine_epochs  # the run's defaults, not a copy
-    assert f"x 800 rows x {epochs} epochs" in text
+    assert "- training: ~25.0 min (78 steps of ~17.2 s: 6 epochs with the second round" in text
+    assert "5,000 of 5,000 documents are cached by this diagnosis" in text
     no_terms = render_diagnosis(Diagnosis(**{**diagnosis.__dict__, "terminology": _term(1.0),
                                              "probe": None}))
     assert "No frequent domain term" in no_terms and "## Probe" not in no_terms
@@ -331,7 +342,8 @@ def test_mini_beir_has_too_few_pairs_and_encodes_the_corpus_once(
     assert len(encoded) == len(set(encoded)) == 40 + 15 + 1 + 8
     assert 0 <= d.baseline.dense_ndcg10 <= 1 and 0 <= d.baseline.bm25_ndcg10 <= 1
     assert d.difficulty.queries == 15
-    assert d.cost.documents_per_second > 0 and d.cost.parameters > 0
+    assert d.cost.stages["train"] > 0 and d.cost.train_pairs == 1 and d.cost.documents == 40
+    assert d.cost.documents_cached == 0  # cache_dir=None: the run would encode the corpus again
     assert d.terminology.corpus_words > 100 and d.probe is None
 
 

@@ -13,7 +13,9 @@ from sentence_transformers import SentenceTransformer
 import honed.pipeline.run_estimates as run_estimates
 from honed.mining.config import MiningConfig
 from honed.pipeline.config import RunConfig
-from honed.pipeline.cost_model import (
+from honed.pipeline.runner import run_pipeline
+from honed.training.config import TrainConfig
+from honed.training.cost_model import (
     BASELINE_OTHER,
     PLANNER_PAIR,
     Lengths,
@@ -23,9 +25,7 @@ from honed.pipeline.cost_model import (
     estimate_stages,
     train_step_seconds,
 )
-from honed.pipeline.runner import run_pipeline
-from honed.pipeline.speed_probe import measure_lengths, measure_rates, probe_lengths
-from honed.training.config import TrainConfig
+from honed.training.speed_probe import measure_lengths, measure_rates, probe_lengths
 
 RATES = Rates(
     encode_token=1e-4, encode_batch=1e-2, train_token=3e-4, train_batch=2e-2,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from honed.pipeline.long_run import LONG_RUN_SECONDS, long_run_notice
+from honed.training.long_run import LONG_RUN_SECONDS, long_run_notice
 
 
 def test_no_notice_up_to_an_hour() -> None:

@@ -1,73 +1,87 @@
-"""What a full ``honed run`` would cost on this machine, estimated before anything is trained.
+"""What a ``honed run`` with its defaults would cost on this machine, estimated by ``diagnose``.
 
-``(1 + epochs)`` corpus encodings (the baseline, then the dev evaluation of each epoch) at the
-documents-per-second measured by ``honed diagnose``, plus ``pairs * epochs`` training rows at
-``REF_ROWS_PER_SECOND`` (3.5 rows/s, measured for all-MiniLM-L6-v2, 6 layers x 384 wide, on this
-project's 2-core CPU) scaled by ``REF_PARAMETERS / parameters``. ``epochs`` is read from
-``TrainConfig``'s defaults (first round plus second round), so the figure follows the defaults.
+The same cost model as ``honed run``'s own estimate (:mod:`honed.training.cost_model`), fed the
+same measurements (:mod:`honed.training.speed_probe`): the data's token lengths, a probe of this
+model on this device in the run's batch shapes, and the real step counts of the defaults (first
+round, second round, a dev evaluation per epoch). So ``diagnose`` and ``run`` print one figure
+for one dataset and machine. It replaces a fixed 3.5 training rows/s measured once on one 2-core
+CPU, which was ~5x too fast on a CPU without bf16 and blind to the texts' lengths.
+
+The baseline is priced as the run will find it after this diagnosis: the corpus encodings that
+``diagnose`` just wrote to the disk cache are not encoded again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from honed.encoding.encoder import Precision, resolve_precision
+from honed.mining.config import MiningConfig
 from honed.training.config import TrainConfig
+from honed.training.cost_model import Workload, estimate_stages
+from honed.training.long_run import long_run_notice
+from honed.training.speed_probe import measure_lengths, measure_rates
 
-__all__ = ["CostEstimate", "estimate_cost"]
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
+__all__ = ["ENCODE_BATCH", "CostEstimate", "estimate_cost"]
 
-REF_ROWS_PER_SECOND = 3.5
-
-
-
-REF_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2
-
+ENCODE_BATCH = 64  # honed run's --encode-batch-size default (RunConfig.encode_batch_size)
 
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """Estimated time of a full ``honed run`` on this machine, from rates measured in this run."""
+    """Estimated seconds per stage of a ``honed run`` with its defaults, on this machine."""
 
     documents: int
-    documents_per_second: float
-    parameters: int
-    train_rows: int
-    train_rows_per_second: float
-    epochs: int
-    encode_seconds: float
-    train_seconds: float
+    documents_cached: int  # base-model encodings on disk now: the run's baseline skips them
+    train_pairs: int
+    epochs: int  # first round + second round
+    steps: int
+    step_seconds: float
+    median_tokens: int  # of the sampled documents
+    probe_seconds: float
+    stages: dict[str, float] = field(default_factory=dict)  # baseline, mine, train, evaluate
 
     @property
     def total_seconds(self) -> float:
-        return self.encode_seconds + self.train_seconds
+        return sum(self.stages.values())
 
+    @property
+    def long_run(self) -> str | None:
+        """``honed run``'s notice for a run estimated over an hour (None below)."""
+        return long_run_notice(self.total_seconds, "a full run")
 
 
 def estimate_cost(
-    documents: int, documents_per_second: float, train_rows: int, parameters: int,
-    epochs: int | None = None,
-) -> CostEstimate:
-    """Time of a full run: ``1 + epochs`` corpus encodings and ``rows * epochs`` training rows.
+    model: SentenceTransformer, doc_texts: Sequence[str], queries: Sequence[str], work: Workload,
+    *, precision: Precision | str = Precision.AUTO, seed: int = 42,
+) -> CostEstimate:  # fmt: skip
+    """Probe ``model`` on this device (~10 s) and price ``work`` with the run's defaults.
 
-    ``epochs`` defaults to what ``honed run`` trains with its defaults: ``TrainConfig().epochs``
-    plus the second round's ``remine_epochs`` (read from the dataclass, so it cannot drift).
+    ``queries``: the texts of every query the run encodes (lengths are sampled from them).
     """
-    if epochs is None:
-        defaults = TrainConfig()
-        epochs = defaults.epochs + defaults.remine_epochs
-    if documents_per_second <= 0 or parameters < 1:
-        raise ValueError(
-            f"documents_per_second and parameters: expected positive values, got "
-            f"{documents_per_second} and {parameters}"
-        )
-    rate = REF_ROWS_PER_SECOND * REF_PARAMETERS / parameters
+    start = time.perf_counter()
+    training, mining = TrainConfig(), MiningConfig()
+    lengths = measure_lengths(model, doc_texts, queries, seed)
+    resolved = resolve_precision(precision, str(model.device))
+    rates = measure_rates(model, doc_texts, lengths, training, resolved, ENCODE_BATCH)
+    costs = estimate_stages(
+        lengths, work, rates, training, negatives=mining.num_negatives, encode_batch=ENCODE_BATCH
+    )
+    docs = sorted(lengths.docs)
     return CostEstimate(
-        documents=documents,
-        documents_per_second=documents_per_second,
-        parameters=parameters,
-        train_rows=train_rows,
-        train_rows_per_second=rate,
-        epochs=epochs,
-        encode_seconds=(1 + epochs) * documents / documents_per_second,
-        train_seconds=train_rows * epochs / rate,
+        documents=work.n_docs,
+        documents_cached=work.docs_cached,
+        train_pairs=work.train_pairs,
+        epochs=training.epochs + training.remine_epochs,
+        steps=costs.train.steps,
+        step_seconds=costs.train.step,
+        median_tokens=docs[len(docs) // 2],
+        probe_seconds=time.perf_counter() - start,
+        stages=costs.seconds(),
     )

@@ -36,13 +36,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from honed.data.beir import load_beir
 from honed.data.shift import SplitShift
-from honed.data.splits import split_data
+from honed.data.splits import count_pairs, split_data
 from honed.data.user_queries import load_user_queries
 from honed.diagnosis.config import DiagnoseConfig
-from honed.diagnosis.cost import REF_PARAMETERS, REF_ROWS_PER_SECOND, CostEstimate, estimate_cost
+from honed.diagnosis.cost import CostEstimate, estimate_cost
 from honed.diagnosis.measure import (
     FRAGMENT_PIECES,
     REFERENCE_FLOOR,
@@ -63,7 +64,13 @@ from honed.encoding.encoder import (
     resolve_model_name,
 )
 from honed.evaluation.runs import bm25_metrics, dense_metrics
+from honed.training.cost_model import Workload
 from honed.types import Qrels
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from honed.data.beir import BeirData
 
 __all__ = [
     "Baseline", "CostEstimate", "DataSize", "DiagnoseConfig", "Diagnosis", "Difficulty",
@@ -233,9 +240,7 @@ def diagnose(
 
     say(f"baseline: encoding {len(doc_texts)} documents with {config.base_model}")
     cache = EmbeddingCache(precision=config.precision, directory=resolve_cache_dir(config.cache_dir))
-    tick = time.perf_counter()
     doc_emb = cache.encode(model, doc_texts, show_progress_bar=show_progress_bar)  # (n_docs, dim)
-    docs_per_second = len(doc_texts) / max(time.perf_counter() - tick, 1e-9)
     qids = sorted(dev)
     q_emb = cache.encode(model, [data.queries[q] for q in qids])  # (n_dev, dim)
     dim = str(doc_emb.shape[1])
@@ -248,8 +253,6 @@ def diagnose(
                         bm25["recall@10"])
     difficulty = measure_difficulty(q_emb, doc_emb, qids, doc_ids, dev)
     size = DataSize(len(doc_ids), len(train), sum(map(len, train.values())), len(qids))
-    parameters = sum(p.numel() for p in model.parameters())
-    cost = estimate_cost(len(doc_ids), docs_per_second, size.train_pairs, parameters)
     probe = None
     if config.probe:
         say(f"probe: one epoch on {config.probe_rows} training rows")
@@ -258,6 +261,8 @@ def diagnose(
     say("splits: the base model on train, dev, test" + " and the user queries" * bool(user))
     measured, shift = measure_splits(data, {"train": train, "dev": dev, "test": test}, user,
                                      model, cache, (doc_ids, doc_texts, doc_emb), config.seed)
+    say("cost: timing the run's encoding and training shapes on this device")
+    cost = _cost(config, data, (train, dev, test), model, cache, doc_texts)
     verdict, reasons = decide(terminology, baseline, difficulty, size, probe)
     if shift is not None and shift.warnings:
         reasons = (*reasons, "Shift (reported, not voted): "
@@ -265,6 +270,26 @@ def diagnose(
     return Diagnosis(str(data.path), config.base_model, device, terminology, baseline,
                      difficulty, size, cost, probe, verdict, reasons,
                      time.perf_counter() - start, measured, shift)
+
+
+def _cost(
+    config: DiagnoseConfig, data: BeirData, splits: tuple[Qrels, Qrels, Qrels],
+    model: SentenceTransformer, cache: EmbeddingCache, doc_texts: list[str],
+) -> CostEstimate:  # fmt: skip
+    """A full ``honed run``'s cost with ``honed run``'s cost model, after this diagnosis's
+    encodings reached the cache (the run's baseline will not repeat them)."""
+    train, dev, test = splits
+    on_disk = cache.directory is not None  # what this process holds in memory, the run will not
+    qids = sorted({q for split in data.splits for q in data.split(split)})
+    queries = [data.queries[q] for q in qids]
+    work = Workload(
+        n_docs=len(doc_texts), n_queries=len(qids), train_queries=len(train),
+        train_pairs=count_pairs(train), dev_queries=len(dev), test_queries=len(test),
+        docs_cached=cache.known(model, doc_texts) if on_disk else 0,
+        queries_cached=cache.known(model, queries) if on_disk else 0,
+    )  # fmt: skip
+    return estimate_cost(model, doc_texts, queries, work, precision=config.precision,
+                         seed=config.seed)  # fmt: skip
 
 
 def _minutes(seconds: float) -> str:
@@ -294,6 +319,27 @@ def _splits_section(d: Diagnosis) -> list[str]:
     warnings = d.shift.warnings if d.shift else ()
     lines += ["", *(f"- warning: {w}" for w in warnings)] if warnings else [
         "", "No shift: the splits' lengths, words, openings and embeddings look alike."]
+    return [*lines, ""]
+
+
+def _cost_lines(c: CostEstimate, device: str) -> list[str]:
+    """The stages as ``honed run`` would estimate them before its baseline (same cost model)."""
+    stages = c.stages
+    cached = (f"; {c.documents_cached:,} of {c.documents:,} documents are cached by this "
+              "diagnosis" if c.documents_cached else "")  # fmt: skip
+    lines = [
+        f"- baseline: ~{_minutes(stages['baseline'])} (base-model encodings and BM25{cached})",
+        f"- mining: ~{_minutes(stages['mine'])}",
+        f"- training: ~{_minutes(stages['train'])} ({c.steps} steps of ~{c.step_seconds:.1f} s: "
+        f"{c.epochs} epochs with the second round, on {c.train_pairs:,} pairs; a dev evaluation "
+        "per epoch)",
+        f"- evaluation: ~{_minutes(stages['evaluate'])}",
+        f"- total: about {_minutes(c.total_seconds)} on {device}, from `honed run`'s cost model "
+        f"(documents ~{c.median_tokens} tokens median; probe {c.probe_seconds:.0f} s); "
+        "`honed run` prints its own before the baseline and corrects it as it goes",
+    ]
+    if c.long_run is not None:
+        lines.append(f"- {c.long_run}")
     return [*lines, ""]
 
 
@@ -342,15 +388,8 @@ def render_diagnosis(d: Diagnosis) -> str:
             f"({p.gain:+.4f}, {p.gain_per_minute:+.4f} per minute)", "",
         ]
     lines += [
-        "## Estimated cost of a full `honed run` (estimates)", "",
-        f"- corpus encoding: {c.documents_per_second:.1f} documents/s measured here x "
-        f"{1 + c.epochs} encodings of {c.documents:,} documents = {_minutes(c.encode_seconds)}",
-        f"- training: {REF_ROWS_PER_SECOND} rows/s for {REF_PARAMETERS / 1e6:.1f}M parameters "
-        f"(2-core CPU) scaled to {c.parameters / 1e6:.1f}M = {c.train_rows_per_second:.2f} rows/s "
-        f"x {c.train_rows} rows x {c.epochs} epochs = {_minutes(c.train_seconds)}",
-        f"- total: about {_minutes(c.total_seconds)}"
-        + ("" if d.device == "cpu" else f" (a CPU training rate; {d.device} is faster)"),
-        "",
+        "## Estimated time of a full `honed run` (its defaults, this machine)", "",
+        *_cost_lines(c, d.device),
         f"Thresholds: worth it = at least {SIGNALS_NEEDED} of (ratio >= {RATIO_HIGH}, dense <= "
         f"BM25 + {BM25_MARGIN}, top-10 miss >= {MISS_HIGH:.0%}) and >= {ENOUGH_PAIRS} pairs; not "
         f"recommended = < {MIN_PAIRS} pairs or dense nDCG@10 >= {HIGH_BASELINE}.",

@@ -1,7 +1,7 @@
 """``honed run --time-budget``: plan the run to finish within a duration, cutting in a fixed order.
 
 The planner is a pure function of a cost function (knobs -> seconds, from
-:mod:`honed.pipeline.cost_model`), so it can be tested without a model. It aims at
+:mod:`honed.training.cost_model`), so it can be tested without a model. It aims at
 ``TARGET`` x the budget, leaving room for the estimate's error, and cuts in this order:
 
 1. **epochs**, one at a time down to 1. The run keeps its best dev epoch, and the dev curve

@@ -23,23 +23,22 @@ Not a peak-RSS delta: glibc keeps freed pages and a probe after the corpus encod
 (2 texts saving 191 MiB moved it by 0.1 MiB). Counting saved tensors needs no ``/proc`` either,
 so there is no analytic fallback. The stage records the peak RSS after its work, as the actual.
 
-Time is not estimated here: the caller passes the seconds of :mod:`honed.pipeline.cost_model`
+Time is not estimated here: the caller passes the seconds of :mod:`honed.training.cost_model`
 (the one cost model of ``honed run``), so that the line printed with the peak tells the same time.
 Mining's memory: :func:`estimate_mining`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from honed.encoding.encoder import resolve_precision
 from honed.pipeline import resources
 from honed.pipeline.resources import MARGIN, ResourceEstimate, format_size
+from honed.training.speed_probe import as_in_training, score_seconds
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
     from honed.mining.rows import MinedRow
     from honed.training.config import TrainConfig
 
-__all__ = ["as_in_training", "estimate_mining", "estimate_training", "score_seconds"]
+__all__ = ["estimate_mining", "estimate_training"]
 
 TRANSIENT = 1.2  # backward's activation gradients on top of the saved tensors (measured 1.06-1.12)
 PROBE_SIZES = (2, 4)  # texts per probe step: two sizes give the per-text slope
@@ -63,56 +62,6 @@ class _Probe:
     backward: float  # seconds per text
     tokens: int  # per text
     precision: str
-
-
-
-@contextlib.contextmanager
-def as_in_training(model: SentenceTransformer, config: TrainConfig) -> Iterator[None]:
-    """Give ``model`` in place the state training gives it, and restore everything on exit.
-
-    Train mode, the configured attention dropout (it picks fused or "math" attention, which
-    differ in memory and time) and max_seq_length. No copy of a large model is made; gradients,
-    buffers, dropout, mode and the RNG state are as before.
-    """
-    import torch
-
-    from honed.training.losses import set_attention_dropout
-
-    device = torch.device(str(model.device))
-    params = list(model.parameters())
-    grads = [p.grad for p in params]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    attention: list[Any] = [
-        getattr(m, "dropout", None)
-        for m in model.modules()
-        if type(m).__name__.endswith("SelfAttention")
-    ]
-    dropouts = [(d, d.p) for d in attention if hasattr(d, "p")]
-    hf_config: Any = getattr(getattr(model[0], "auto_model", None), "config", None)
-    old_prob = getattr(hf_config, "attention_probs_dropout_prob", None)
-    was_training, old_len = model.training, model.max_seq_length
-    try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            for p in params:
-                p.grad = None
-            model.train()
-            if config.attention_dropout is not None:
-                set_attention_dropout(model, config.attention_dropout)
-            if config.max_seq_length is not None:
-                model.max_seq_length = config.max_seq_length
-            yield
-    finally:
-        for p, grad in zip(params, grads):
-            p.grad = grad
-        with torch.no_grad():
-            for buffer, copy in buffers:
-                buffer.copy_(copy)
-        for dropout, p_old in dropouts:
-            dropout.p = p_old
-        if old_prob is not None:
-            hf_config.attention_probs_dropout_prob = old_prob
-        model.max_seq_length = old_len
-        model.train(was_training)
 
 
 
@@ -220,7 +169,7 @@ def estimate_training(
         model: the model about to be trained.
         rows: the training rows.
         config: the training settings.
-        seconds: the stage's time, from :func:`honed.pipeline.cost_model.estimate_stages`.
+        seconds: the stage's time, from :func:`honed.training.cost_model.estimate_stages`.
 
     Raises:
         ValueError: no rows, or negative ``seconds``.
@@ -269,26 +218,6 @@ def estimate_training(
         device=device,
         parts=parts,
     )
-
-
-
-@functools.lru_cache(maxsize=8)
-def score_seconds(dim: int) -> float:
-    """Seconds per (query, document) score: a (64, dim) x (dim, 4096) product and its top 50.
-
-    Measured once per dim and process (best of 3), so estimates made in one process agree.
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    queries = rng.standard_normal((64, dim), dtype=np.float32)  # (64, dim)
-    docs = rng.standard_normal((4096, dim), dtype=np.float32)  # (4096, dim)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        np.argpartition(queries @ docs.T, 4096 - 50, axis=1)  # (64, 4096) scores
-        best = min(best, time.perf_counter() - start)
-    return best / (64 * 4096)
 
 
 

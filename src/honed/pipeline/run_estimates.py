@@ -1,8 +1,8 @@
 """``honed run``'s time estimates: made before the baseline, corrected on the run, recorded.
 
 Before the baseline encoding (the first expensive step), :meth:`RunEstimates.measure` samples
-the token lengths and times the probe (:mod:`honed.pipeline.speed_probe`), and
-:mod:`honed.pipeline.cost_model` turns them into seconds per stage. Two stages are long enough
+the token lengths and times the probe (:mod:`honed.training.speed_probe`), and
+:mod:`honed.training.cost_model` turns them into seconds per stage. Two stages are long enough
 to be corrected while they run, from their own first steps:
 
 * the baseline encodes a seeded sample of the documents first (their vectors are kept: nothing
@@ -29,7 +29,7 @@ from honed.data.splits import count_pairs, positives_only
 from honed.encoding.distributed import world_size
 from honed.encoding.encoder import resolve_precision
 from honed.pipeline.budget import BudgetPlan, Knobs, format_minutes, plan_budget
-from honed.pipeline.cost_model import (
+from honed.training.cost_model import (
     Lengths,
     Rates,
     StageCosts,
@@ -37,8 +37,8 @@ from honed.pipeline.cost_model import (
     encode_seconds,
     estimate_stages,
 )
-from honed.pipeline.long_run import LONG_RUN_SECONDS, long_run_notice
-from honed.pipeline.speed_probe import measure_lengths, measure_rates
+from honed.training.long_run import LONG_RUN_SECONDS, long_run_notice
+from honed.training.speed_probe import measure_lengths, measure_rates
 
 if TYPE_CHECKING:
     import numpy as np

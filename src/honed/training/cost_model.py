@@ -6,7 +6,7 @@ Three inputs, all measured on this run before its first expensive step:
   the model's tokenizer, truncated at its ``max_seq_length``;
 * :class:`Rates`: seconds per text of a forward pass (encoding) and of a forward+backward pass
   (training) at several padded lengths, in the run's batch shape, timed by
-  :mod:`honed.pipeline.speed_probe` on real text of this model on this device;
+  :mod:`honed.training.speed_probe` on real text of this model on this device;
 * :class:`Workload`: how many texts each stage encodes and how many steps it trains.
 
 The fixed per-step cost that made short texts train as slowly as long ones is padding: the

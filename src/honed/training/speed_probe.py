@@ -1,4 +1,4 @@
-"""Measure what :mod:`honed.pipeline.cost_model` needs, on this model and device, in a few seconds.
+"""Measure what :mod:`honed.training.cost_model` needs, on this model and device, in a few seconds.
 
 * token lengths: a seeded sample of the documents and queries through the model's tokenizer,
   truncated at its ``max_seq_length`` (what the encoder and the trainer will feed it);
@@ -17,21 +17,21 @@ allocated). ~10 s for MiniLM on a 2-core CPU with SciFact's 256-token abstracts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from honed.encoding.encoder import autocast, embedding_dim, resolve_precision
-from honed.pipeline.cost_model import Lengths, Rates
-from honed.pipeline.estimates import as_in_training, score_seconds
 from honed.training.config import LossName, TrainConfig
+from honed.training.cost_model import Lengths, Rates
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["measure_lengths", "measure_rates", "probe_lengths"]
+__all__ = ["as_in_training", "measure_lengths", "measure_rates", "probe_lengths", "score_seconds"]
 
 SAMPLE_TEXTS = 512  # texts tokenized per side: the 2nd..98th percentiles within a few tokens
 PROBE_ROWS = 32  # texts per timed pass at most: smaller passes cost more per token on a CPU
@@ -39,6 +39,76 @@ MIN_PROBE_LENGTH = 8  # shortest padded length timed
 REPEAT_BELOW_SECONDS = 0.5  # a length whose passes took less is timed again (up to 3 times)
 OPTIMIZER_SLICE = 1 << 22  # weights in the timed AdamW step (scaled to the model's count)
 TOKENIZE_SAMPLE = 256  # documents tokenized to time it
+
+
+@contextlib.contextmanager
+def as_in_training(model: SentenceTransformer, config: TrainConfig) -> Iterator[None]:
+    """Give ``model`` in place the state training gives it, and restore everything on exit.
+
+    Train mode, the configured attention dropout (it picks fused or "math" attention, which
+    differ in memory and time) and max_seq_length. No copy of a large model is made; gradients,
+    buffers, dropout, mode and the RNG state are as before.
+    """
+    import torch
+
+    from honed.training.losses import set_attention_dropout
+
+    device = torch.device(str(model.device))
+    params = list(model.parameters())
+    grads = [p.grad for p in params]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    attention: list[Any] = [
+        getattr(m, "dropout", None)
+        for m in model.modules()
+        if type(m).__name__.endswith("SelfAttention")
+    ]
+    dropouts = [(d, d.p) for d in attention if hasattr(d, "p")]
+    hf_config: Any = getattr(getattr(model[0], "auto_model", None), "config", None)
+    old_prob = getattr(hf_config, "attention_probs_dropout_prob", None)
+    was_training, old_len = model.training, model.max_seq_length
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            for p in params:
+                p.grad = None
+            model.train()
+            if config.attention_dropout is not None:
+                set_attention_dropout(model, config.attention_dropout)
+            if config.max_seq_length is not None:
+                model.max_seq_length = config.max_seq_length
+            yield
+    finally:
+        for p, grad in zip(params, grads):
+            p.grad = grad
+        with torch.no_grad():
+            for buffer, copy in buffers:
+                buffer.copy_(copy)
+        for dropout, p_old in dropouts:
+            dropout.p = p_old
+        if old_prob is not None:
+            hf_config.attention_probs_dropout_prob = old_prob
+        model.max_seq_length = old_len
+        model.train(was_training)
+
+
+
+@functools.lru_cache(maxsize=8)
+def score_seconds(dim: int) -> float:
+    """Seconds per (query, document) score: a (64, dim) x (dim, 4096) product and its top 50.
+
+    Measured once per dim and process (best of 3), so estimates made in one process agree.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((64, dim), dtype=np.float32)  # (64, dim)
+    docs = rng.standard_normal((4096, dim), dtype=np.float32)  # (4096, dim)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        np.argpartition(queries @ docs.T, 4096 - 50, axis=1)  # (64, 4096) scores
+        best = min(best, time.perf_counter() - start)
+    return best / (64 * 4096)
+
 
 
 def _sample(texts: Sequence[str], n: int, seed: int) -> list[str]:
