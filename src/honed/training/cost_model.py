@@ -38,21 +38,26 @@ DRAWS = 64  # random batches drawn to average a step's padded length; seeded: es
 # A checkpoint per epoch writes the weights and AdamW's two moments (3 x the fp32 weights);
 # 200 MB/s is a conservative local-disk write rate (the checkpoint is ~1-3% of an epoch).
 CHECKPOINT_BYTES_PER_SECOND = 200e6
-# The short stages are mostly numpy and Python work around the encoder, priced per item from the
-# two bench/estimates.py runs (the demo: 1,500 documents; the short-text set: 5,183) on a 2-core
-# AMD EPYC CPU, and scaled by this machine's measured score time against that CPU's (REF_SCORE).
-# They are fitted to those runs: SciFact is the check that was not fitted.
-REF_SCORE = 13.8e-9  # seconds per (query, document) score on the profiled CPU
-MINE_SCORE = 25  # mining's candidate search, filters and rows per (query, document), in scores
-# The index planner builds each index once (per document) and searches every dev and test query
-# in each of its 31 configurations (per document x query). Fitted (relative error) on six timed
-# planners: the demo and SciFact on the AMD CPU (4.8 s, 11.2 s) and the demo, SciFact, tatqa and
-# tldr on a 2-core Intel Xeon (1.5, 4.2, 8.9 and 48.9 s; 29,427 documents x 2,001 queries), each
-# divided by its machine factor; per document alone it priced tldr's at half.
-PLANNER_FIXED = 2.0
-PLANNER_DOC = 9.0e-4  # per document
-PLANNER_PAIR = 1.39e-6  # per (document, dev or test query)
-EVIDENCE_DRAW = 1.0e-6  # significance tests per (resample, test query): ~2.9 s for 10,000 x 300
+# The short stages are mostly numpy and Python work around the encoder, priced per item on the
+# profiled CPU (REF_SCORE) and scaled by this machine's measured score time against it. Profiled:
+# a 2-core AMD EPYC (Zen 4, avx512_bf16), 2026-12-02, where speed_probe.score_seconds gave 12.6-14.9
+# ns (median 13.0) in five processes.
+REF_SCORE = 13.0e-9  # seconds per (query, document) score on the profiled CPU
+# Mining: the candidate search (one product and top-k per pair), then filters and rows per pair;
+# fitted on the demo's and the short-text set's mining (0.09 s, 0.2 s) after the fill walk
+# became vectorised (honed.mining.candidates.deeper_negatives).
+MINE_FIXED = 0.07  # seconds
+MINE_SCORE = 3.0  # per (training query, document), in scores
+# The index planner searches every dev and test query one at a time (as a service would) in each
+# of its 31 configurations, each query costing a fixed part and a part per document; it builds
+# each index once (per document) and writes its plot (fixed). Timed on synthetic embeddings
+# (1,500-29,000 documents x 40-1,000 queries: per query and configuration 0.18 ms + 26 ns per
+# document) and the demo's and short-text set's runs (2.1 s, 5.3 s; the fixed part).
+PLANNER_FIXED = 1.1
+PLANNER_DOC = 2.5e-5  # per document
+PLANNER_QUERY = 5.6e-3  # per dev or test query
+PLANNER_PAIR = 8.1e-7  # per (document, dev or test query)
+EVIDENCE_DRAW = 1.0e-6  # significance tests per (resample, test query): ~3 s for 10,000 x 300
 BASELINE_OTHER = 2.5  # seconds: BM25 index and runs, leakage check, metrics (2.1 s for 5,183)
 
 
@@ -309,7 +314,7 @@ def _dev_eval(lengths: Lengths, work: Workload, batch: int, rates: Rates) -> flo
 
 
 def _mining(work: Workload, rates: Rates) -> float:
-    return work.train_queries * work.n_docs * rates.score * MINE_SCORE
+    return MINE_FIXED * rates.machine + work.train_queries * work.n_docs * rates.score * MINE_SCORE
 
 
 def _train_cost(
@@ -357,7 +362,7 @@ def estimate_stages(
     checkpoint; the second round encodes the training queries with the tuned model and mines again.
     Evaluation: the test queries (the kept epoch's corpus encoding is the dev evaluation's, in
     memory), the index planner and the significance tests. Mining, the planner and the tests are
-    priced per item (``MINE_SCORE``, ``PLANNER_DOC``, ``PLANNER_PAIR``, ``EVIDENCE_DRAW``), scaled
+    priced per item (``MINE_SCORE``, ``PLANNER_QUERY``, ``PLANNER_PAIR``, ``EVIDENCE_DRAW``), scaled
     to this CPU.
 
     Example:
@@ -375,8 +380,9 @@ def estimate_stages(
     mine = _mining(work, rates)
     train, parts = _train_cost(lengths, work, config, negatives, rates, encode_batch)
     tuned = lengths.truncated(config.max_seq_length)
-    around = PLANNER_FIXED + PLANNER_DOC * work.n_docs
-    around += PLANNER_PAIR * work.n_docs * (work.dev_queries + work.test_queries)
+    searched = work.dev_queries + work.test_queries
+    around = PLANNER_FIXED + PLANNER_DOC * work.n_docs + PLANNER_QUERY * searched
+    around += PLANNER_PAIR * work.n_docs * searched
     around += EVIDENCE_DRAW * n_resamples * work.test_queries
     evaluate = encode_seconds(tuned.queries, work.test_queries, encode_batch, rates) / work.processes
     evaluate += around * rates.machine
