@@ -6,6 +6,11 @@ matmul rate (a large ``torch.matmul``, fp32 and bf16). all-MiniLM-L6-v2 costs ab
 ~24 MFLOP per token at 256 tokens.
 
     python bench/encode.py ../shared/data/scifact --docs 1000
+    python bench/encode.py ../shared/data/tldr --docs 5000   # command lines: padding matters
+
+honed sorts the texts into batches by token count; a row sorts them by characters instead (as
+sentence-transformers does, and honed did before), at the same precision, to show what that
+order costs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from honed.encoding.batches import encode_in_batches
 from honed.encoding.encoder import Precision, default_model_path, encode_texts, load_model
 
 
@@ -70,6 +76,12 @@ def main() -> None:
         rows.append(
             (f"honed encode ({precision.value})", time.perf_counter() - start, precision.value)
         )
+    start = time.perf_counter()
+    encode_in_batches(  # no token counts: batches cut in character order
+        lambda batch: encode_texts(model, batch, args.batch_size, Precision.BF16), texts,
+        args.batch_size,
+    )  # fmt: skip
+    rows.append(("honed encode (bf16), batches by characters", time.perf_counter() - start, "bf16"))
     print(
         f"{len(texts)} documents, {tokens} tokens (mean {tokens / len(texts):.0f}), "
         f"{per_token / 1e6:.1f} MFLOP/token; torch threads {torch.get_num_threads()}"

@@ -429,3 +429,24 @@ def test_read_mined_rejects_unknown_fields(tmp_path: Path) -> None:
     path.write_text(json.dumps(obj) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"mined\.jsonl:1: not a mined row \(TypeError"):
         read_mined(path)
+
+
+def test_fills_scored_in_small_chunks_match_one_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short pairs of many queries are filled from score rows computed a few queries at a time
+    (bounded memory on a large corpus): the chunk size changes nothing."""
+    import honed.mining.hard_negatives as miner
+
+    rng = np.random.default_rng(3)
+    docs = rng.standard_normal((120, 16)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    ids, texts = [f"d{i}" for i in range(120)], [f"text {i % 90}" for i in range(120)]
+    positives = {f"q{i:02d}": {f"d{i}": 1, f"d{i + 40}": 1} for i in range(30)}
+    queries = {q: f"query {q}" for q in positives}
+    q_emb = np.stack([docs[i] + 0.5 * docs[i + 40] for i in range(30)]).astype(np.float32)
+    q_emb /= np.linalg.norm(q_emb, axis=1, keepdims=True)
+    config = MiningConfig(num_negatives=4, depth=6, margin=0.9)
+    whole = mine_hard_negatives(positives, queries, ids, texts, q_emb, docs, config)
+    monkeypatch.setattr(miner, "FILL_SCORES", 120 * 3)  # three queries' rows at a time
+    chunked = mine_hard_negatives(positives, queries, ids, texts, q_emb, docs, config)
+    assert whole.report.pairs_filled_from_deeper > 5
+    assert chunked.rows == whole.rows and chunked.report == whole.report

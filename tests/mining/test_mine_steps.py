@@ -132,7 +132,7 @@ def test_deeper_negatives_match_the_walk_down_the_whole_ranking(seed: int) -> No
     walked, _, _ = drop_known_positives(ranking[skip:], known, texts)
     walked, _ = margin_filter(walked, threshold)
     expected = [i for i, _ in walked[:wanted]]
-    assert deeper_negatives(query, docs, seen, threshold, known, texts, wanted) == expected
+    assert deeper_negatives(docs @ query, seen, threshold, known, texts, wanted) == expected
 
 
 def test_training_row_takes_ids_texts_and_recomputed_scores() -> None:

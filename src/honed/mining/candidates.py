@@ -175,12 +175,12 @@ def rank_below(query_vec: np.ndarray, doc_emb: np.ndarray, skip: int) -> Ranked:
 
 
 def deeper_negatives(
-    query_vec: np.ndarray, doc_emb: np.ndarray, seen: Sequence[int], threshold: float,
-    known: KnownPositives, doc_texts: Sequence[str], wanted: int,
+    row: np.ndarray, seen: Sequence[int], threshold: float, known: KnownPositives,
+    doc_texts: Sequence[str], wanted: int,
 ) -> list[int]:  # fmt: skip
-    """Steps 4b, 2c and 3b at once: the best ``wanted`` rows outside ``seen`` (the candidates
+    """Steps 4b, 2c and 3b at once: the best ``wanted`` documents outside ``seen`` (the candidates
     already examined) that are neither known positives (nor their texts) nor above ``threshold``,
-    best first (ties by row).
+    best first (ties by row). ``row``: ``(n_docs,)`` the query's score against every document.
 
     The same negatives as walking :func:`rank_below`'s ranking through
     :func:`drop_known_positives` and :func:`margin_filter`, without a Python loop or a sort over
@@ -190,11 +190,10 @@ def deeper_negatives(
 
     Example:
         >>> known = KnownPositives(frozenset({2}), frozenset())
-        >>> docs = np.array([[0.2, 0.9], [0.9, 0.1], [0.5, 0.5], [0.7, 0.3]])
-        >>> deeper_negatives(np.array([1.0, 0.0]), docs, [1], 0.75, known, ["a"] * 4, 5)
+        >>> deeper_negatives(np.array([0.2, 0.9, 0.5, 0.7]), [1], 0.75, known, ["a"] * 4, 5)
         [3, 0]
     """
-    row = np.asarray(doc_emb @ query_vec, dtype=np.float64)  # (n_docs,)
+    row = np.asarray(row, dtype=np.float64)  # (n_docs,)
     open_rows = ~(row > threshold)  # the margin filter, as margin_filter applies it
     open_rows[np.asarray(seen, dtype=np.int64)] = False
     candidates = np.flatnonzero(open_rows)  # (n_open,)
