@@ -165,6 +165,21 @@ def test_probe_measures_and_leaves_the_model_as_it_was(tiny_model_path: Path) ->
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_probe_passes_carry_padding_below_the_cap_as_real_batches_do(
+    tiny_model: SentenceTransformer,
+) -> None:
+    """Real batches mix lengths (a padding mask, a slower attention path) except at the cap,
+    where every text is cut to the same length: the probe's passes are shaped the same way."""
+    from honed.training.speed_probe import _features
+
+    text = "word " * 600
+    short = _features(tiny_model, text, 4, 16)["attention_mask"]  # (4, 16)
+    assert short[:-1].all() and short[-1].tolist() == [1] * 15 + [0]
+    cap = _features(tiny_model, text, 4, tiny_model.max_seq_length)["attention_mask"]
+    assert cap.all()
+    assert _features(tiny_model, text, 1, 16)["attention_mask"].all()  # one text: nothing to pad
+
+
 def test_step_clock_reports_once_after_the_warm_up_step() -> None:
     reports: list[tuple[float, int]] = []
     clock = run_estimates.StepClock(lambda per_step, left: reports.append((per_step, left)))

@@ -145,7 +145,14 @@ def _model_length(model: SentenceTransformer) -> int:
 
 
 def _features(model: SentenceTransformer, text: str, rows: int, length: int) -> dict[str, Any]:
-    """``rows`` copies of ``text`` cut at ``length`` tokens, on the model's device."""
+    """``rows`` copies of ``text`` cut at ``length`` tokens, on the model's device.
+
+    Below the model's ``max_seq_length`` the last row is one token shorter (its mask ends in a 0),
+    as in a real batch of texts of different lengths: attention with a padding mask takes a
+    slower path than with none (forward + backward of 32 x 64 tokens: 21.6 ms a text without
+    padding, 25.8 with one padded row, 26.9 with 40, on zen4). At the cap itself every text of a
+    real batch is cut to the same length, so no row is padded.
+    """
     import torch
 
     old = model.max_seq_length
@@ -154,6 +161,8 @@ def _features(model: SentenceTransformer, text: str, rows: int, length: int) -> 
         features = model.preprocess([text] * rows)
     finally:
         model.max_seq_length = old
+    if rows > 1 and length < _model_length(model) and "attention_mask" in features:
+        features["attention_mask"][-1, -1] = 0  # (rows, length): one padding position
     device = model.device
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
 
