@@ -58,3 +58,16 @@ def test_the_html_page_states_a_train_test_shift_once(tmp_path: Path) -> None:
     assert [t for _, t in warnings_of(older)] == [  # type: ignore[arg-type]
         "Train/test shift: shift: train queries differ from test"
     ]
+
+
+def test_report_md_states_a_train_test_shift_once(tmp_path: Path) -> None:
+    from honed.report.markdown import _train_test_line
+
+    sets, q_base = _sets(write_shift_beir(tmp_path / "shifted"))
+    splits = split_shift(sets, q_base)
+    shift = {"train_mean_words": 8.0, "test_mean_words": 31.5, "vocabulary_overlap": 0.2,
+             "centroid_cosine": 0.7, "warnings": ["shift: train queries differ from test"]}
+    line = _train_test_line({"shift": shift, "splits": splits})
+    assert "8.0 vs 31.5 words" in line and "shift: train" not in line  # the table says it
+    older = _train_test_line({"shift": shift})  # a run from before the every-split table
+    assert older.endswith("shift: train queries differ from test")

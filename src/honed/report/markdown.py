@@ -306,7 +306,6 @@ def _leakage_section(leak: Mapping[str, Any]) -> str:
 
 def _evidence_section(evidence: Mapping[str, Any]) -> str:
     test = evidence["test"]
-    shift = evidence["shift"]
     parts = [
         "## Significance (test split)\n\n"
         f"Paired bootstrap 95% confidence intervals and paired randomization (sign-flip) tests, "
@@ -319,20 +318,28 @@ def _evidence_section(evidence: Mapping[str, Any]) -> str:
         "## Most regressed test queries\n\n" + _changes_table(test["regressed"]),
         "## Leakage and overfitting checks\n\n" + _leakage_section(evidence["leakage"]),
         f"Training curve: {evidence['overfitting_warning'] or 'no sign of overfitting (dev nDCG@10 did not fall while the training loss kept dropping).'}",
-        "Train vs test queries: mean length "
-        f"{shift['train_mean_words']:.1f} vs {shift['test_mean_words']:.1f} words, "
-        f"{shift['vocabulary_overlap']:.0%} of test query words occur in training queries"
-        + (
-            f", query-centroid cosine {shift['centroid_cosine']:.3f}"
-            if shift["centroid_cosine"] is not None
-            else ""
-        )
-        + ". "
-        + (" ".join(shift["warnings"]) or "They look like one population."),
+        _train_test_line(evidence),
     ]
     if evidence.get("splits"):
         parts.append(_splits_table(evidence["splits"]))
     return "\n\n".join(parts)
+
+
+def _train_test_line(evidence: Mapping[str, Any]) -> str:
+    """Train vs test in one line; its warning only where no every-split table follows (that
+    table states it, with dev's: the same finding is not written twice)."""
+    shift = evidence["shift"]
+    line = (
+        f"Train vs test queries: mean length {shift['train_mean_words']:.1f} vs "
+        f"{shift['test_mean_words']:.1f} words, {shift['vocabulary_overlap']:.0%} of test query "
+        "words occur in training queries"
+        + (f", query-centroid cosine {shift['centroid_cosine']:.3f}"
+           if shift["centroid_cosine"] is not None else "")
+        + ". "
+    )  # fmt: skip
+    if evidence.get("splits"):
+        return line + "Every split against test, with its warnings: below."
+    return line + (" ".join(shift["warnings"]) or "They look like one population.")
 
 
 def _splits_table(splits: Mapping[str, Any]) -> str:
