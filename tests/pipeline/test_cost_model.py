@@ -262,3 +262,18 @@ def test_a_torchrun_launch_shares_encoding_and_steps_between_its_processes() -> 
     assert costs[2].mine == costs[1].mine
     other = BASELINE_OTHER * rates.machine
     assert costs[2].baseline - other == pytest.approx((costs[1].baseline - other) / 2)
+
+
+def test_the_printed_lengths_are_the_ones_the_run_uses() -> None:
+    """A --max-seq-length below the model's shows in the estimate line (it said 256 at 128)."""
+    config = RunConfig("data", "out", training=TrainConfig(max_seq_length=128))
+    estimates = run_estimates.RunEstimates(
+        _lengths([100, 200, 256, 256, 256]), RATES, WORK, config, probe_seconds=1.0
+    )
+    estimates.record()
+    assert "documents ~128 tokens median, 128 max" in estimates.sentence()
+    untruncated = run_estimates.RunEstimates(
+        _lengths([100, 200, 256, 256, 256]), RATES, WORK, RunConfig("data", "out"), probe_seconds=1.0
+    )
+    untruncated.record()
+    assert "documents ~256 tokens median, 256 max" in untruncated.sentence()

@@ -141,7 +141,8 @@ class RunEstimates:
             for stage, r in self.records.items()
         ]
         total = sum(r["estimate_seconds"] or 0.0 for r in self.records.values())
-        lengths = sorted(self.lengths.docs)
+        # the lengths the run encodes and trains at (a --max-seq-length below the model's cuts them)
+        lengths = sorted(self.lengths.truncated(self.config.training.max_seq_length).docs)
         median = lengths[len(lengths) // 2]
         return (
             f"estimates: {', '.join(parts)}; total ~{format_minutes(total)} (probe: documents "
